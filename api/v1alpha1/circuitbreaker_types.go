@@ -1,0 +1,251 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ResetAnnotation is the annotation that resets a breaker by hand: setting it to
+// a value that differs from status.lastHandledReset returns the breaker to
+// Closed with zero failures, once per value.
+const ResetAnnotation = "circuit.resilience.dev/reset"
+
+// ConditionReady is the condition type that says whether the breaker is probing
+// its target as specified, and if not, why not.
+const ConditionReady = "Ready"
+
+// State is the state of a circuit breaker.
+// +kubebuilder:validation:Enum=Closed;Open;HalfOpen
+type State string
+
+const (
+	// StateClosed: the target is healthy and probed every interval.
+	StateClosed State = "Closed"
+	// StateOpen: the target failed threshold times in a row; no probes are sent until nextRetryTime.
+	StateOpen State = "Open"
+	// StateHalfOpen: trial probes decide whether the circuit closes or opens again.
+	StateHalfOpen State = "HalfOpen"
+)
+
+// ProbeResult is the outcome of one probe.
+// +kubebuilder:validation:Enum=Success;Failure
+type ProbeResult string
+
+const (
+	// ProbeSuccess: the target answered as expected within retryTimeout.
+	ProbeSuccess ProbeResult = "Success"
+	// ProbeFailure: the target did not answer as expected within retryTimeout.
+	ProbeFailure ProbeResult = "Failure"
+)
+
+// StatusRange is an HTTP status code ("204") or an inclusive range of them ("200-399").
+// +kubebuilder:validation:MinLength=3
+// +kubebuilder:validation:MaxLength=7
+// +kubebuilder:validation:Pattern=`^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$`
+// +kubebuilder:validation:XValidation:rule="size(self) < 7 || self.substring(0, 3) <= self.substring(4, 7)",message="a status range must run from low to high, such as 200-399"
+type StatusRange string
+
+// Target says what the breaker probes.
+// +kubebuilder:validation:XValidation:rule="has(self.url)",message="target.url must be set"
+type Target struct {
+	// url is the address probed: http://host[:port]/path or https://host[:port]/path
+	// for an HTTP GET, or tcp://host:port for a TCP connect. Credentials in the URL are
+	// never logged nor written to status; prefer a Service-internal address.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="url must be an absolute URL such as http://host:8080/healthz or tcp://host:5432"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['http', 'https', 'tcp']",message="url scheme must be http, https or tcp"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="url must name a host"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() != 'tcp' || url(self).getPort() != ''",message="a tcp url must name a port, such as tcp://host:5432"
+	URL string `json:"url,omitempty"`
+}
+
+// HTTPProbe tunes how HTTP(S) targets are judged.
+type HTTPProbe struct {
+	// expectedStatuses lists the HTTP status codes that count as a success, each a
+	// code ("204") or an inclusive range ("200-399"). Any other status is a failure.
+	// Redirects are not followed: a 3xx answer is judged like any other status.
+	// Defaults to ["200-399"].
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:default={"200-399"}
+	ExpectedStatuses []StatusRange `json:"expectedStatuses,omitempty"`
+}
+
+// CircuitBreakerSpec defines the desired behaviour of a CircuitBreaker.
+// +kubebuilder:validation:XValidation:rule="!has(self.http) || !has(self.target.url) || self.target.url.lowerAscii().startsWith('http')",message="http applies only to http:// and https:// targets"
+type CircuitBreakerSpec struct {
+	// target is what the breaker probes.
+	// +required
+	Target Target `json:"target"`
+
+	// threshold is the number of consecutive failed probes that opens the circuit
+	// while it is Closed. Lowering it takes effect at the next failure, never
+	// retroactively. Defaults to 5; from 1 to 1000.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Threshold int32 `json:"threshold,omitempty"`
+
+	// timeout is how long the circuit stays Open before it goes HalfOpen and sends a
+	// trial probe, as a Go duration string ("30s", "1m"). Defaults to "60s"; from 1s to 24h.
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$')",message="timeout must be a duration such as 30s, 1m or 1h30m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="timeout must be at least 1s and at most 24h"
+	Timeout string `json:"timeout,omitempty"`
+
+	// retryTimeout is the deadline of each probe attempt, as a Go duration string
+	// ("500ms", "10s"); a slower answer counts as a failure. Defaults to "10s"; from 100ms to 24h.
+	// +optional
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$')",message="retryTimeout must be a duration such as 500ms, 10s or 1m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('24h'))",message="retryTimeout must be at least 100ms and at most 24h"
+	RetryTimeout string `json:"retryTimeout,omitempty"`
+
+	// interval is the time between the starts of two probes while the circuit is Closed
+	// or HalfOpen, as a Go duration string ("500ms", "10s"). No probes are sent while it
+	// is Open. Defaults to "10s"; from 100ms to 24h.
+	// +optional
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$')",message="interval must be a duration such as 500ms, 10s or 1m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('24h'))",message="interval must be at least 100ms and at most 24h"
+	Interval string `json:"interval,omitempty"`
+
+	// successThreshold is the number of consecutive successful trial probes in HalfOpen
+	// that close the circuit. Defaults to 1; from 1 to 100.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	SuccessThreshold int32 `json:"successThreshold,omitempty"`
+
+	// http tunes the probe of http:// and https:// targets; it is refused for tcp:// targets.
+	// +optional
+	HTTP *HTTPProbe `json:"http,omitempty"`
+}
+
+// LastProbe records a probe. To keep API traffic low it is written together with
+// other status changes and when the outcome (result, reason or HTTP status) differs
+// from the one recorded, not after every identical probe.
+type LastProbe struct {
+	// time is when the probe started.
+	// +required
+	Time metav1.MicroTime `json:"time"`
+
+	// result is Success or Failure.
+	// +required
+	Result ProbeResult `json:"result"`
+
+	// reason is a short machine-readable cause: ok, timeout, connection_refused, dns,
+	// tls, http_status, denied or other. It never carries a response body or header.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason,omitempty"`
+
+	// httpStatus is the HTTP status code of the answer, for HTTP(S) targets that answered.
+	// +optional
+	HTTPStatus int32 `json:"httpStatus,omitempty"`
+
+	// latency is how long the probe took, as a Go duration string.
+	// +optional
+	Latency metav1.Duration `json:"latency,omitzero"`
+}
+
+// CircuitBreakerStatus is the observed state of a CircuitBreaker. It holds
+// everything the controller needs to carry on after a restart.
+type CircuitBreakerStatus struct {
+	// state is Closed, Open or HalfOpen.
+	// +optional
+	State State `json:"state,omitempty"`
+
+	// consecutiveFailures counts the failed probes in a row while Closed; it returns
+	// to 0 on a success, when the circuit closes, and on a reset.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures"`
+
+	// consecutiveSuccesses counts the successful trial probes in a row while HalfOpen.
+	// +optional
+	ConsecutiveSuccesses int32 `json:"consecutiveSuccesses"`
+
+	// lastTransitionTime is when the state last changed.
+	// +optional
+	LastTransitionTime *metav1.MicroTime `json:"lastTransitionTime,omitempty"`
+
+	// openedAt is when the circuit opened; set only while Open.
+	// +optional
+	OpenedAt *metav1.MicroTime `json:"openedAt,omitempty"`
+
+	// nextRetryTime is when an Open circuit goes HalfOpen (openedAt + timeout); set only
+	// while Open. The controller computes its wake-up from this field, so a restart
+	// of the manager does not delay it.
+	// +optional
+	NextRetryTime *metav1.MicroTime `json:"nextRetryTime,omitempty"`
+
+	// lastProbe is the most recent recorded probe.
+	// +optional
+	LastProbe *LastProbe `json:"lastProbe,omitempty"`
+
+	// lastHandledReset is the value of the circuit.resilience.dev/reset annotation
+	// that was last acted on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	LastHandledReset string `json:"lastHandledReset,omitempty"`
+
+	// observedGeneration is the metadata.generation that this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions describe the breaker. Ready is True while the target is probed as
+	// specified, and False with a reason when it cannot be.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=32
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// CircuitBreaker probes a target and opens its circuit when the target fails
+// threshold times in a row, goes HalfOpen after timeout, and closes again when
+// trial probes succeed. Reset it by hand with the circuit.resilience.dev/reset annotation.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=cb;breaker,categories=resilience
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="Failures",type=integer,JSONPath=`.status.consecutiveFailures`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.target.url`
+// +kubebuilder:printcolumn:name="Next Retry",type=string,JSONPath=`.status.nextRetryTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type CircuitBreaker struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitzero"`
+
+	// spec is the desired behaviour of the breaker.
+	// +required
+	Spec CircuitBreakerSpec `json:"spec"`
+
+	// status is the observed state of the breaker, written by the controller.
+	// +optional
+	Status CircuitBreakerStatus `json:"status,omitzero"`
+}
+
+// CircuitBreakerList contains a list of CircuitBreaker.
+// +kubebuilder:object:root=true
+type CircuitBreakerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitzero"`
+	Items           []CircuitBreaker `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&CircuitBreaker{}, &CircuitBreakerList{})
+}

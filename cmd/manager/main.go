@@ -1,0 +1,149 @@
+// Command manager runs the breaker-operator's controller manager.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/controller"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+	"github.com/resilience-dev/breaker-operator/internal/version"
+)
+
+var (
+	scheme   = runtime.NewScheme()
+	setupLog = ctrl.Log.WithName("setup")
+)
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(circuitv1alpha1.AddToScheme(scheme))
+}
+
+// cidrList is a flag holding comma-separated CIDRs.
+type cidrList []string
+
+func (c *cidrList) String() string { return strings.Join(*c, ",") }
+
+func (c *cidrList) Set(v string) error {
+	*c = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*c = append(*c, s)
+		}
+	}
+	return nil
+}
+
+func main() {
+	var metricsAddr, probeAddr string
+	var enableLeaderElection, secureMetrics, enableHTTP2, allowLoopback, showVersion bool
+	var maxProbes, maxReconciles int
+	denyCIDRs := cidrList(probe.DefaultDenyCIDRs)
+	var allowCIDRs cidrList
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
+		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
+	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
+		"Enable leader election for controller manager. "+
+			"Enabling this will ensure there is only one active controller manager.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", true,
+		"If set, the metrics endpoint is served securely via HTTPS, with authentication and authorization. Use --metrics-secure=false to use HTTP instead.")
+	flag.BoolVar(&enableHTTP2, "enable-http2", false,
+		"If set, HTTP/2 will be enabled for the metrics server")
+	flag.Var(&denyCIDRs, "probe-deny-cidrs", "Comma-separated CIDRs that probes may never connect to. "+
+		"Checked on the resolved address at connect time; deny wins over allow.")
+	flag.Var(&allowCIDRs, "probe-allow-cidrs", "Comma-separated CIDRs that probes may connect to; empty allows every address not denied.")
+	flag.BoolVar(&allowLoopback, "probe-allow-loopback", false, "Allow probes to loopback addresses (127.0.0.0/8, ::1), for local runs and tests.")
+	flag.IntVar(&maxProbes, "max-concurrent-probes", 4096, "How many probes may be in flight at once.")
+	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 4, "How many breakers may be reconciled at once.")
+	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
+	opts := zap.Options{Development: false}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	if showVersion {
+		_, _ = os.Stdout.WriteString(version.Version + "\n")
+		return
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+
+	guard, err := probe.NewGuard(denyCIDRs, allowCIDRs, allowLoopback)
+	if err != nil {
+		setupLog.Error(err, "Invalid probe address lists")
+		os.Exit(1)
+	}
+
+	// HTTP/2 stays off by default: see CVE-2023-44487 (HTTP/2 Rapid Reset) and
+	// CVE-2023-39325 (Stream Cancellation).
+	var tlsOpts []func(*tls.Config)
+	if !enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metricsServerOptions := metricsserver.Options{
+		BindAddress:   metricsAddr,
+		SecureServing: secureMetrics,
+		TLSOpts:       tlsOpts,
+	}
+	if secureMetrics {
+		metricsServerOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsServerOptions,
+		WebhookServer:          webhook.NewServer(webhook.Options{TLSOpts: tlsOpts}),
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         enableLeaderElection,
+		LeaderElectionID:       "breaker-operator.circuit.resilience.dev",
+		// Release the lease on a clean shutdown so a standby takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+		// Managed fields are never read here; dropping them keeps the cache small.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		setupLog.Error(err, "Failed to create manager")
+		os.Exit(1)
+	}
+
+	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent()})
+	if err := (&controller.CircuitBreakerReconciler{
+		Client:                  mgr.GetClient(),
+		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
+		Runner:                  probe.NewRunner(prober, maxProbes),
+		MaxConcurrentReconciles: maxReconciles,
+	}).SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "Failed to create controller", "controller", "CircuitBreaker")
+		os.Exit(1)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		setupLog.Error(err, "Failed to set up health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		setupLog.Error(err, "Failed to set up ready check")
+		os.Exit(1)
+	}
+
+	setupLog.Info("Starting manager", "version", version.Version)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		setupLog.Error(err, "Problem running manager")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,254 @@
+// Package controller reconciles CircuitBreakers: it reads a breaker, lets the
+// pure state machine in internal/breaker decide, writes what changed and asks
+// the probe runner for the next probe. It holds no state of its own that a
+// restart could lose; the runner only remembers when the last probe started.
+package controller
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/breaker"
+	"github.com/resilience-dev/breaker-operator/internal/metrics"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+)
+
+// Condition reasons of the Ready condition.
+const (
+	ReasonProbing     = "Probing"
+	ReasonInvalidSpec = "InvalidSpec"
+	ReasonProbeDenied = "ProbeDenied"
+)
+
+// Event reasons, one per kind of transition.
+const (
+	EventCircuitOpened     = "CircuitOpened"
+	EventCircuitHalfOpened = "CircuitHalfOpened"
+	EventCircuitClosed     = "CircuitClosed"
+	EventCircuitReset      = "CircuitReset"
+)
+
+// CircuitBreakerReconciler reconciles a CircuitBreaker object.
+type CircuitBreakerReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	Runner   *probe.Runner
+	// Clock tells the time; tests may inject a fake one.
+	Clock clock.PassiveClock
+	// MaxConcurrentReconciles bounds the reconcile workers (default 4).
+	MaxConcurrentReconciles int
+	// SkipNameValidation lets several managers in one process (tests) register
+	// the same controller name.
+	SkipNameValidation bool
+}
+
+// outcome is what a reconcile decided beyond the status: what to do once the
+// status is safely written.
+type outcome struct {
+	transitions []breaker.Transition
+	// probed is the probe result that this reconcile recorded, if any.
+	probed *probe.Result
+	// nextProbe is when to probe next; zero when no probe is due (Open or invalid).
+	nextProbe time.Time
+	settings  settings
+	valid     bool
+	// reset is set when this reconcile handled a new reset annotation value.
+	reset bool
+	// wake is when the next timed move is due (Open to HalfOpen); zero if none.
+	wake time.Duration
+}
+
+// +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers/status,verbs=patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile records the latest probe result and timed moves of one breaker,
+// writes its status if it changed, and schedules its next probe or wake-up.
+func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := probe.Key{Namespace: req.Namespace, Name: req.Name}
+	cb := &circuitv1alpha1.CircuitBreaker{}
+	if err := r.Get(ctx, req.NamespacedName, cb); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(key)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !cb.DeletionTimestamp.IsZero() {
+		r.forget(key)
+		return ctrl.Result{}, nil
+	}
+
+	orig := cb.DeepCopy()
+	out := r.reconcile(cb, key, r.now())
+	if !equality.Semantic.DeepEqual(orig.Status, cb.Status) {
+		// Optimistic locking: a write based on a stale read fails with a conflict and
+		// the request is retried with the result still pending, so nothing is lost.
+		patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
+		if err := r.Status().Patch(ctx, cb, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	r.afterWrite(ctx, cb, key, out)
+	return ctrl.Result{RequeueAfter: out.wake}, nil
+}
+
+// reconcile moves the breaker's status forward to now. It changes only cb.Status.
+func (r *CircuitBreakerReconciler) reconcile(cb *circuitv1alpha1.CircuitBreaker, key probe.Key, now time.Time) outcome {
+	var out outcome
+	cb.Status.ObservedGeneration = cb.Generation
+	cfg, err := parseSpec(cb.Spec)
+	if err != nil {
+		setReady(cb, metav1.ConditionFalse, ReasonInvalidSpec, err.Error())
+		return out
+	}
+	out.settings, out.valid = cfg, true
+
+	s := statusFromAPI(cb.Status, now)
+	record := func(next breaker.Status, t *breaker.Transition) {
+		s = next
+		if t != nil {
+			out.transitions = append(out.transitions, *t)
+		}
+	}
+	if v, ok := cb.Annotations[circuitv1alpha1.ResetAnnotation]; ok && v != cb.Status.LastHandledReset {
+		record(breaker.Reset(s, cfg.policy, now))
+		cb.Status.LastHandledReset = v
+		out.reset = true
+	}
+	record(breaker.Advance(s, cfg.policy, now))
+	if res, ok := r.Runner.Pending(key, cfg.specID); ok {
+		out.probed = &res
+		// A probe that was under way when the breaker was reset must not count
+		// against the fresh circuit.
+		if !out.reset {
+			record(breaker.Observe(s, cfg.policy, res.Success, now))
+		}
+	}
+	before := cb.Status.DeepCopy()
+	statusToAPI(s, &cb.Status)
+	if out.probed != nil && (!equality.Semantic.DeepEqual(before, &cb.Status) || lastProbeChanged(cb.Status.LastProbe, *out.probed)) {
+		cb.Status.LastProbe = lastProbeFromResult(*out.probed)
+	}
+	r.setReadyFromProbe(cb, cfg)
+
+	if at, ok := breaker.NextProbe(s, r.Runner.LastStart(key, cfg.specID), cfg.interval, now); ok {
+		out.nextProbe = at
+	}
+	out.wake = breaker.WakeAfter(s, now)
+	return out
+}
+
+// afterWrite acts on what reconcile decided, once the status is stored: it
+// acknowledges the recorded probe result, schedules the next probe, and reports
+// transitions as Events, log lines and metrics. Running it only after a
+// successful write means a retried conflict never reports a transition twice.
+func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, key probe.Key, out outcome) {
+	log := logf.FromContext(ctx)
+	if out.probed != nil {
+		r.Runner.Ack(key, out.probed.Start)
+		metrics.ObserveProbe(cb.Namespace, cb.Name, out.probed.Success, out.probed.Reason, out.probed.Latency)
+	}
+	switch {
+	case !out.valid:
+		r.Runner.Forget(key)
+	case out.nextProbe.IsZero():
+		r.Runner.Pause(key)
+	default:
+		r.Runner.Schedule(key, out.settings.specID, out.settings.target, out.nextProbe)
+	}
+	if out.reset {
+		log.Info("Circuit reset by annotation", "value", cb.Status.LastHandledReset)
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, EventCircuitReset, "Reset",
+			"Circuit reset to Closed by the %s annotation", circuitv1alpha1.ResetAnnotation)
+	}
+	for _, t := range out.transitions {
+		log.Info("Circuit state changed", "from", t.From, "to", t.To, "reason", t.Reason)
+		metrics.ObserveTransition(cb.Namespace, cb.Name, string(t.From), string(t.To))
+		r.emitTransition(cb, t, out.probed)
+	}
+	metrics.SetState(cb.Namespace, cb.Name, string(cb.Status.State), cb.Status.ConsecutiveFailures)
+}
+
+func (r *CircuitBreakerReconciler) emitTransition(cb *circuitv1alpha1.CircuitBreaker, t breaker.Transition, probed *probe.Result) {
+	last := "none"
+	if probed != nil {
+		last = probed.Reason
+	}
+	switch {
+	case t.Reason == breaker.ReasonReset:
+		// Reported once, as CircuitReset, above.
+	case t.To == breaker.Open:
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, EventCircuitOpened, "Open",
+			"Circuit opened after %d consecutive failed probes (last: %s); next trial at %s",
+			cb.Status.ConsecutiveFailures, last, formatTime(cb.Status.NextRetryTime))
+	case t.To == breaker.HalfOpen:
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, EventCircuitHalfOpened, "HalfOpen",
+			"Circuit half-open after its timeout; sending trial probes")
+	case t.To == breaker.Closed:
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, EventCircuitClosed, "Close",
+			"Circuit closed after successful trial probes")
+	}
+}
+
+func (r *CircuitBreakerReconciler) forget(key probe.Key) {
+	r.Runner.Forget(key)
+	metrics.Forget(key.Namespace, key.Name)
+}
+
+// now is the current time at the precision status stores (microseconds), so
+// that a decision taken from memory and one taken from a re-read status agree.
+func (r *CircuitBreakerReconciler) now() time.Time {
+	return r.Clock.Now().UTC().Truncate(time.Microsecond)
+}
+
+// SetupWithManager sets up the controller with the Manager. Probe results come
+// back through a source that enqueues the breaker whose probe finished.
+func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	results := source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		r.Runner.Start(ctx, func(k probe.Key) {
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+		})
+		return nil
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		// Our own status writes change neither generation nor annotations, so they
+		// do not wake the controller up again.
+		For(&circuitv1alpha1.CircuitBreaker{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WatchesRawSource(results).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1),
+			SkipNameValidation:      &r.SkipNameValidation,
+		}).
+		Named("circuitbreaker").
+		Complete(r)
+}
+
+func formatTime(t *metav1.MicroTime) string {
+	if t == nil {
+		return "unknown"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+

@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/breaker"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+)
+
+// Defaults mirror the CRD's, for objects created without API-server defaulting
+// (old manifests, or a status written before a field existed).
+const (
+	defaultThreshold        = 5
+	defaultSuccessThreshold = 1
+	defaultTimeout          = 60 * time.Second
+	defaultRetryTimeout     = 10 * time.Second
+	defaultInterval         = 10 * time.Second
+)
+
+// settings is a breaker's spec, parsed once per reconcile.
+type settings struct {
+	policy   breaker.Policy
+	interval time.Duration
+	target   probe.Target
+	// specID identifies what is probed and how; results of an older one are dropped.
+	specID string
+}
+
+func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
+	var s settings
+	var err error
+	s.policy.Threshold = orDefault(spec.Threshold, defaultThreshold)
+	s.policy.SuccessThreshold = orDefault(spec.SuccessThreshold, defaultSuccessThreshold)
+	if s.policy.Timeout, err = parseDuration("timeout", spec.Timeout, defaultTimeout); err != nil {
+		return s, err
+	}
+	if s.interval, err = parseDuration("interval", spec.Interval, defaultInterval); err != nil {
+		return s, err
+	}
+	retryTimeout, err := parseDuration("retryTimeout", spec.RetryTimeout, defaultRetryTimeout)
+	if err != nil {
+		return s, err
+	}
+	if s.target, err = probe.ParseURL(spec.Target.URL, retryTimeout); err != nil {
+		return s, fmt.Errorf("target.%w", err)
+	}
+	var statuses []string
+	if spec.HTTP != nil {
+		for _, r := range spec.HTTP.ExpectedStatuses {
+			statuses = append(statuses, string(r))
+		}
+	}
+	if s.target.Expected, err = probe.ParseStatusRanges(statuses); err != nil {
+		return s, fmt.Errorf("http.expectedStatuses: %w", err)
+	}
+	s.specID = spec.Target.URL + "|" + retryTimeout.String() + "|" + strings.Join(statuses, ",")
+	return s, nil
+}
+
+func orDefault(v, def int32) int32 {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+func parseDuration(field, v string, def time.Duration) (time.Duration, error) {
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s %q is not a positive duration", field, v)
+	}
+	return d, nil
+}

@@ -1,0 +1,99 @@
+package controller
+
+import (
+	"fmt"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/breaker"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+)
+
+// statusFromAPI reads the state machine's status from the stored one. A breaker
+// never reconciled before starts Closed.
+func statusFromAPI(st circuitv1alpha1.CircuitBreakerStatus, now time.Time) breaker.Status {
+	if st.State == "" {
+		return breaker.Start(now)
+	}
+	return breaker.Status{
+		State:                breaker.State(st.State),
+		ConsecutiveFailures:  st.ConsecutiveFailures,
+		ConsecutiveSuccesses: st.ConsecutiveSuccesses,
+		LastTransitionTime:   timeOf(st.LastTransitionTime),
+		OpenedAt:             timeOf(st.OpenedAt),
+		NextRetryTime:        timeOf(st.NextRetryTime),
+	}
+}
+
+func statusToAPI(s breaker.Status, st *circuitv1alpha1.CircuitBreakerStatus) {
+	st.State = circuitv1alpha1.State(s.State)
+	st.ConsecutiveFailures = s.ConsecutiveFailures
+	st.ConsecutiveSuccesses = s.ConsecutiveSuccesses
+	st.LastTransitionTime = microTime(s.LastTransitionTime)
+	st.OpenedAt = microTime(s.OpenedAt)
+	st.NextRetryTime = microTime(s.NextRetryTime)
+}
+
+func timeOf(t *metav1.MicroTime) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func microTime(t time.Time) *metav1.MicroTime {
+	if t.IsZero() {
+		return nil
+	}
+	m := metav1.NewMicroTime(t.UTC().Truncate(time.Microsecond))
+	return &m
+}
+
+func lastProbeFromResult(res probe.Result) *circuitv1alpha1.LastProbe {
+	lp := &circuitv1alpha1.LastProbe{
+		Time:       metav1.NewMicroTime(res.Start.UTC().Truncate(time.Microsecond)),
+		Result:     circuitv1alpha1.ProbeFailure,
+		Reason:     res.Reason,
+		HTTPStatus: int32(res.HTTPStatus),
+		Latency:    metav1.Duration{Duration: res.Latency.Round(time.Microsecond)},
+	}
+	if res.Success {
+		lp.Result = circuitv1alpha1.ProbeSuccess
+	}
+	return lp
+}
+
+// lastProbeChanged reports whether res differs in outcome from the recorded
+// probe; times and latencies alone do not count, so steady probing writes nothing.
+func lastProbeChanged(recorded *circuitv1alpha1.LastProbe, res probe.Result) bool {
+	if recorded == nil {
+		return true
+	}
+	return (recorded.Result == circuitv1alpha1.ProbeSuccess) != res.Success ||
+		recorded.Reason != res.Reason || int(recorded.HTTPStatus) != res.HTTPStatus
+}
+
+func setReady(cb *circuitv1alpha1.CircuitBreaker, status metav1.ConditionStatus, reason, message string) {
+	apimeta.SetStatusCondition(&cb.Status.Conditions, metav1.Condition{
+		Type:               circuitv1alpha1.ConditionReady,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: cb.Generation,
+	})
+}
+
+// setReadyFromProbe says whether the breaker probes as specified. A probe the
+// guard refused is the one case where it cannot, short of an invalid spec.
+func (r *CircuitBreakerReconciler) setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, cfg settings) {
+	if lp := cb.Status.LastProbe; lp != nil && lp.Reason == probe.ReasonDenied {
+		setReady(cb, metav1.ConditionFalse, ReasonProbeDenied,
+			"The operator's probe guard refused the target's address (link-local, unspecified, loopback or outside --probe-allow-cidrs); probes count as failures")
+		return
+	}
+	setReady(cb, metav1.ConditionTrue, ReasonProbing,
+		fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.target.Scheme, cfg.interval, cfg.target.Timeout))
+}

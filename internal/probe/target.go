@@ -1,0 +1,122 @@
+// Package probe sends health probes: an HTTP(S) GET or a TCP connect, each with
+// its own deadline, through a dialer that refuses addresses the operator must
+// not reach. Results carry a short reason and never a body or a header.
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Scheme is how a target is probed.
+type Scheme string
+
+// The schemes a target may use.
+const (
+	HTTP  Scheme = "http"
+	HTTPS Scheme = "https"
+	TCP   Scheme = "tcp"
+)
+
+// StatusRange is an inclusive range of HTTP status codes.
+type StatusRange struct{ Low, High int }
+
+// DefaultStatuses is what counts as success when a breaker names none.
+var DefaultStatuses = []StatusRange{{200, 399}}
+
+// Target is one thing to probe.
+type Target struct {
+	Scheme Scheme
+	// URL is the full URL for HTTP(S) targets.
+	URL string
+	// Address is host:port, for every scheme.
+	Address string
+	// Timeout is the deadline of one attempt.
+	Timeout time.Duration
+	// Expected lists the statuses that count as success (HTTP(S) only).
+	Expected []StatusRange
+}
+
+// ParseURL turns a breaker's target URL into a Target with the given deadline.
+func ParseURL(raw string, timeout time.Duration) (Target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Target{}, errors.New("url is not a valid URL")
+	}
+	t := Target{Scheme: Scheme(strings.ToLower(u.Scheme)), Timeout: timeout}
+	if u.Hostname() == "" {
+		return Target{}, errors.New("url must name a host")
+	}
+	port := u.Port()
+	switch t.Scheme {
+	case HTTP, HTTPS:
+		if port == "" {
+			port = map[Scheme]string{HTTP: "80", HTTPS: "443"}[t.Scheme]
+		}
+		t.URL = u.String()
+	case TCP:
+		if port == "" {
+			return Target{}, errors.New("a tcp url must name a port")
+		}
+	default:
+		return Target{}, fmt.Errorf("url scheme %q is not http, https or tcp", u.Scheme)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return Target{}, fmt.Errorf("url port %q is not a port number", port)
+	}
+	t.Address = net.JoinHostPort(u.Hostname(), port)
+	return t, nil
+}
+
+// ParseStatusRanges parses codes ("204") and inclusive ranges ("200-399").
+// An empty list yields DefaultStatuses.
+func ParseStatusRanges(specs []string) ([]StatusRange, error) {
+	if len(specs) == 0 {
+		return DefaultStatuses, nil
+	}
+	out := make([]StatusRange, 0, len(specs))
+	for _, s := range specs {
+		lo, hi, isRange := strings.Cut(s, "-")
+		low, err := parseStatus(lo)
+		if err != nil {
+			return nil, fmt.Errorf("status range %q: %w", s, err)
+		}
+		high := low
+		if isRange {
+			if high, err = parseStatus(hi); err != nil {
+				return nil, fmt.Errorf("status range %q: %w", s, err)
+			}
+		}
+		if high < low {
+			return nil, fmt.Errorf("status range %q runs from high to low", s)
+		}
+		out = append(out, StatusRange{Low: low, High: high})
+	}
+	return out, nil
+}
+
+func parseStatus(s string) (int, error) {
+	if len(s) != 3 {
+		return 0, errors.New("a status is three digits")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 100 || n > 599 {
+		return 0, errors.New("a status is a number from 100 to 599")
+	}
+	return n, nil
+}
+
+// Accepts reports whether code is in one of the ranges.
+func Accepts(ranges []StatusRange, code int) bool {
+	for _, r := range ranges {
+		if code >= r.Low && code <= r.High {
+			return true
+		}
+	}
+	return false
+}
