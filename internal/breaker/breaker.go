@@ -73,8 +73,13 @@ func Observe(s Status, p Policy, success bool, now time.Time) (Status, *Transiti
 	}
 	if success {
 		s.ConsecutiveFailures = 0
+		if s.State != HalfOpen {
+			// Successes are counted only as trials; a Closed circuit has nothing to count.
+			s.ConsecutiveSuccesses = 0
+			return s, nil
+		}
 		s.ConsecutiveSuccesses = inc(s.ConsecutiveSuccesses)
-		if s.State == HalfOpen && s.ConsecutiveSuccesses >= max(p.SuccessThreshold, 1) {
+		if s.ConsecutiveSuccesses >= max(p.SuccessThreshold, 1) {
 			return moveTo(s, Closed, ReasonTrialsSucceeded, p, now)
 		}
 		return s, nil

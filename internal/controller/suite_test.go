@@ -1,0 +1,296 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+)
+
+// The suite starts one real kube-apiserver + etcd for the package. Each test
+// gets its own namespace and, where it needs one, its own manager watching only
+// that namespace, so tests can stop and restart "the operator" independently.
+var (
+	testEnv   *envtest.Environment
+	cfg       *rest.Config
+	k8sClient client.Client
+	scheme    = runtime.NewScheme()
+	nsCounter atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	if err := circuitv1alpha1.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assetsDir(),
+	}
+	var err error
+	if cfg, err = testEnv.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
+		os.Exit(1)
+	}
+	if k8sClient, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	_ = testEnv.Stop()
+	os.Exit(code)
+}
+
+
+
+// assetsDir finds the envtest binaries: KUBEBUILDER_ASSETS if set, otherwise
+// what hack/envtest-assets.sh prints (it builds them if they are missing).
+func assetsDir() string {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir
+	}
+	out, err := exec.Command(filepath.Join("..", "..", "hack", "envtest-assets.sh")).Output()
+	if err != nil {
+		panic(fmt.Sprintf("envtest assets: %v", err))
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// newNamespace creates a fresh namespace for one test.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-")))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.TrimRight(strings.ReplaceAll(name, "/", "-"), "-")
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := k8sClient.Create(context.Background(), ns); err != nil {
+		t.Fatalf("creating namespace: %v", err)
+	}
+	return name
+}
+
+// operator is a running manager with the CircuitBreaker controller.
+type operator struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	runner *probe.Runner
+}
+
+// startOperator runs a manager that watches only namespace ns. Loopback
+// targets are allowed, as with --probe-allow-loopback.
+func startOperator(t *testing.T, ns string) *operator {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+	})
+	if err != nil {
+		t.Fatalf("creating manager: %v", err)
+	}
+	guard, err := probe.NewGuard(probe.DefaultDenyCIDRs, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, UserAgent: "breaker-operator/test"}), 1024)
+	r := &CircuitBreakerReconciler{
+		Client:                  mgr.GetClient(),
+		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
+		Runner:                  runner,
+		MaxConcurrentReconciles: 4,
+		SkipNameValidation:      true,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatalf("setting up controller: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	op := &operator{cancel: cancel, done: make(chan struct{}), runner: runner}
+	go func() {
+		defer close(op.done)
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+	t.Cleanup(op.stop)
+	return op
+}
+
+func (o *operator) stop() {
+	o.cancel()
+	<-o.done
+}
+
+// target is a real HTTP server on loopback that can be made to fail and that
+// records when each request arrived.
+type target struct {
+	srv     *http.Server
+	addr    string
+	healthy atomic.Bool
+	mu      sync.Mutex
+	arrived map[string][]time.Time
+}
+
+func newTarget(t *testing.T) *target {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{addr: ln.Addr().String(), arrived: map[string][]time.Time{}}
+	tg.healthy.Store(true)
+	tg.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		tg.mu.Lock()
+		tg.arrived[req.URL.Path] = append(tg.arrived[req.URL.Path], time.Now())
+		tg.mu.Unlock()
+		if tg.healthy.Load() {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = tg.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = tg.srv.Close() })
+	return tg
+}
+
+func (tg *target) url(path string) string { return "http://" + tg.addr + path }
+
+func (tg *target) count(path string) int {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return len(tg.arrived[path])
+}
+
+func (tg *target) arrivals(path string) []time.Time {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return append([]time.Time(nil), tg.arrived[path]...)
+}
+
+// hangingListener accepts connections and never answers.
+func hangingListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+func breakerSpec(url string) circuitv1alpha1.CircuitBreakerSpec {
+	return circuitv1alpha1.CircuitBreakerSpec{
+		Target:           circuitv1alpha1.Target{URL: url},
+		Threshold:        3,
+		Timeout:          "2s",
+		RetryTimeout:     "500ms",
+		Interval:         "200ms",
+		SuccessThreshold: 1,
+	}
+}
+
+func createBreaker(t *testing.T, ns, name string, spec circuitv1alpha1.CircuitBreakerSpec) *circuitv1alpha1.CircuitBreaker {
+	t.Helper()
+	cb := &circuitv1alpha1.CircuitBreaker{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       spec,
+	}
+	if err := k8sClient.Create(context.Background(), cb); err != nil {
+		t.Fatalf("creating breaker: %v", err)
+	}
+	return cb
+}
+
+func getBreaker(g Gomega, ns, name string) *circuitv1alpha1.CircuitBreaker {
+	cb := &circuitv1alpha1.CircuitBreaker{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, cb)).To(Succeed())
+	return cb
+}
+
+// waitState waits until the breaker reaches state and returns it.
+func waitState(t *testing.T, ns, name string, state circuitv1alpha1.State, within time.Duration) *circuitv1alpha1.CircuitBreaker {
+	t.Helper()
+	g := NewWithT(t)
+	var cb *circuitv1alpha1.CircuitBreaker
+	g.Eventually(func(g Gomega) {
+		cb = getBreaker(g, ns, name)
+		g.Expect(cb.Status.State).To(Equal(state))
+	}).WithTimeout(within).WithPolling(20 * time.Millisecond).Should(Succeed())
+	return cb
+}
+
+// eventReasons lists the reasons and types of the Events about a breaker.
+func eventReasons(g Gomega, ns, name string) []string {
+	list := &corev1.EventList{}
+	g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+	var out []string
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name {
+			out = append(out, e.Type+"/"+e.Reason)
+		}
+	}
+	return out
+}
