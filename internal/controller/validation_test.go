@@ -1,0 +1,129 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+)
+
+// Every invalid spec is refused at admission with a message that names the
+// field, so bad input never reaches the controller.
+func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name string
+		spec string
+		// want are substrings the API server's message must contain.
+		want []string
+	}{
+		{"no target", `{}`, []string{"spec.target", "Required"}},
+		{"empty target", `{target: {}}`, []string{"spec.target", "target.url must be set"}},
+		{"empty url", `{target: {url: ""}}`, []string{"spec.target.url"}},
+		{"file scheme", `{target: {url: "file:///etc/passwd"}}`, []string{"spec.target.url", "http, https or tcp"}},
+		{"ftp scheme", `{target: {url: "ftp://example.com/x"}}`, []string{"spec.target.url", "http, https or tcp"}},
+		{"not a url", `{target: {url: "just words"}}`, []string{"spec.target.url", "absolute URL"}},
+		{"url without host", `{target: {url: "http:///healthz"}}`, []string{"spec.target.url"}},
+		{"relative url", `{target: {url: "/healthz"}}`, []string{"spec.target.url", "must name a host"}},
+		{"tcp without port", `{target: {url: "tcp://db.example.com"}}`, []string{"spec.target.url", "port"}},
+		{"url too long", `{target: {url: "http://h/` + strings.Repeat("a", 2100) + `"}}`, []string{"spec.target.url", "2048"}},
+		{"threshold zero", `{target: {url: "http://h"}, threshold: 0}`, []string{"spec.threshold", "greater than or equal to 1"}},
+		{"threshold negative", `{target: {url: "http://h"}, threshold: -3}`, []string{"spec.threshold"}},
+		{"threshold huge", `{target: {url: "http://h"}, threshold: 100000}`, []string{"spec.threshold", "less than or equal to 1000"}},
+		{"threshold not a number", `{target: {url: "http://h"}, threshold: "five"}`, []string{"spec.threshold", "integer"}},
+		{"successThreshold zero", `{target: {url: "http://h"}, successThreshold: 0}`, []string{"spec.successThreshold"}},
+		{"successThreshold huge", `{target: {url: "http://h"}, successThreshold: 1000}`, []string{"spec.successThreshold"}},
+		{"garbage timeout", `{target: {url: "http://h"}, timeout: "soon"}`, []string{"spec.timeout", "must be a duration"}},
+		{"negative timeout", `{target: {url: "http://h"}, timeout: "-5s"}`, []string{"spec.timeout", "must be a duration"}},
+		{"zero timeout", `{target: {url: "http://h"}, timeout: "0s"}`, []string{"spec.timeout", "at least 1s"}},
+		{"timeout below 1s", `{target: {url: "http://h"}, timeout: "500ms"}`, []string{"spec.timeout", "at least 1s"}},
+		{"timeout above 24h", `{target: {url: "http://h"}, timeout: "25h"}`, []string{"spec.timeout", "at most 24h"}},
+		{"timeout as a number", `{target: {url: "http://h"}, timeout: 60}`, []string{"spec.timeout", "string"}},
+		{"zero interval", `{target: {url: "http://h"}, interval: "0s"}`, []string{"spec.interval", "at least 100ms"}},
+		{"interval below 100ms", `{target: {url: "http://h"}, interval: "50ms"}`, []string{"spec.interval", "at least 100ms"}},
+		{"interval without unit", `{target: {url: "http://h"}, interval: "10"}`, []string{"spec.interval", "must be a duration"}},
+		{"huge interval", `{target: {url: "http://h"}, interval: "999999h"}`, []string{"spec.interval", "at most 24h"}},
+		{"garbage retryTimeout", `{target: {url: "http://h"}, retryTimeout: "10 seconds"}`, []string{"spec.retryTimeout", "must be a duration"}},
+		{"retryTimeout below 100ms", `{target: {url: "http://h"}, retryTimeout: "1ms"}`, []string{"spec.retryTimeout", "at least 100ms"}},
+		{"status range reversed", `{target: {url: "http://h"}, http: {expectedStatuses: ["399-200"]}}`, []string{"spec.http.expectedStatuses[0]", "low to high"}},
+		{"status garbage", `{target: {url: "http://h"}, http: {expectedStatuses: ["abc"]}}`, []string{"spec.http.expectedStatuses[0]"}},
+		{"status out of range", `{target: {url: "http://h"}, http: {expectedStatuses: ["600"]}}`, []string{"spec.http.expectedStatuses[0]"}},
+		{"status list empty", `{target: {url: "http://h"}, http: {expectedStatuses: []}}`, []string{"spec.http.expectedStatuses"}},
+		{"status list duplicates", `{target: {url: "http://h"}, http: {expectedStatuses: ["200", "200"]}}`, []string{"spec.http.expectedStatuses[1]", "Duplicate"}},
+		{"http on a tcp target", `{target: {url: "tcp://h:5432"}, http: {expectedStatuses: ["200"]}}`, []string{"spec", "http applies only to http:// and https:// targets"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			obj := &unstructured.Unstructured{}
+			var spec any
+			g.Expect(yaml.Unmarshal([]byte(tc.spec), &spec)).To(Succeed())
+			obj.SetUnstructuredContent(map[string]any{
+				"apiVersion": circuitv1alpha1.GroupVersion.String(),
+				"kind":       "CircuitBreaker",
+				"metadata":   map[string]any{"name": "bad", "namespace": ns},
+				"spec":       spec,
+			})
+			err := k8sClient.Create(context.Background(), obj)
+			g.Expect(err).To(HaveOccurred(), "the API server accepted %s", tc.spec)
+			g.Expect(apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)).To(BeTrue(), "%v", err)
+			for _, w := range tc.want {
+				g.Expect(err.Error()).To(ContainSubstring(w))
+			}
+		})
+	}
+	list := &circuitv1alpha1.CircuitBreakerList{}
+	NewWithT(t).Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+	NewWithT(t).Expect(list.Items).To(BeEmpty())
+}
+
+// Unknown fields are refused when the client asks for strict validation, as
+// kubectl does by default.
+func TestUnknownFieldIsRefusedWithStrictValidation(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": circuitv1alpha1.GroupVersion.String(),
+		"kind":       "CircuitBreaker",
+		"metadata":   map[string]any{"name": "typo", "namespace": ns},
+		"spec":       map[string]any{"target": map[string]any{"url": "http://h"}, "treshold": int64(3)},
+	}}
+	err := k8sClient.Create(context.Background(), obj, client.FieldValidation("Strict"))
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("spec.treshold"))
+}
+
+// A minimal breaker is accepted and gets the documented defaults.
+func TestDefaultsAreApplied(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	cb := createBreaker(t, ns, "defaults", circuitv1alpha1.CircuitBreakerSpec{
+		Target: circuitv1alpha1.Target{URL: "https://example.com/healthz"},
+		HTTP:   &circuitv1alpha1.HTTPProbe{},
+	})
+	got := getBreaker(g, ns, cb.Name)
+	g.Expect(got.Spec.Threshold).To(Equal(int32(5)))
+	g.Expect(got.Spec.SuccessThreshold).To(Equal(int32(1)))
+	g.Expect(got.Spec.Timeout).To(Equal("60s"))
+	g.Expect(got.Spec.RetryTimeout).To(Equal("10s"))
+	g.Expect(got.Spec.Interval).To(Equal("10s"))
+	g.Expect(got.Spec.HTTP.ExpectedStatuses).To(Equal([]circuitv1alpha1.StatusRange{"200-399"}))
+}
+
+// Valid durations in all their Go forms are accepted.
+func TestValidDurationsAreAccepted(t *testing.T) {
+	ns := newNamespace(t)
+	for i, d := range []string{"100ms", "1.5s", "1m30s", "24h", "0.5s", "1h0m0s"} {
+		spec := breakerSpec("tcp://db.example.com:5432")
+		spec.Interval, spec.RetryTimeout = d, d
+		spec.Timeout = "1m"
+		createBreaker(t, ns, "ok-"+string(rune('a'+i)), spec)
+	}
+}
