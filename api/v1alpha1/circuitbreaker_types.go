@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // ResetAnnotation is the annotation that resets a breaker by hand: setting it to
@@ -44,12 +45,12 @@ const (
 // +kubebuilder:validation:XValidation:rule="size(self) < 7 || self.substring(0, 3) <= self.substring(4, 7)",message="a status range must run from low to high, such as 200-399"
 type StatusRange string
 
-// Target says what the breaker probes.
-// +kubebuilder:validation:XValidation:rule="has(self.url)",message="target.url must be set"
+// Target says what the breaker probes: a URL, or the endpoints of a Service.
+// +kubebuilder:validation:XValidation:rule="has(self.url) != has(self.service)",message="exactly one of target.url and target.service must be set"
 type Target struct {
 	// url is the address probed: http://host[:port]/path or https://host[:port]/path
 	// for an HTTP GET, or tcp://host:port for a TCP connect. Credentials in the URL are
-	// never logged nor written to status; prefer a Service-internal address.
+	// never logged nor written to status. Exactly one of url and service is set.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
@@ -58,6 +59,52 @@ type Target struct {
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="url must name a host"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() != 'tcp' || url(self).getPort() != ''",message="a tcp url must name a port, such as tcp://host:5432"
 	URL string `json:"url,omitempty"`
+
+	// service probes every ready endpoint of a Service in the breaker's namespace,
+	// one probe round per interval; failurePercent decides whether a round failed.
+	// Exactly one of url and service is set.
+	// +optional
+	Service *ServiceTarget `json:"service,omitempty"`
+}
+
+// ServiceScheme is how the endpoints of a Service are probed.
+// +kubebuilder:validation:Enum=HTTP;HTTPS;TCP
+type ServiceScheme string
+
+// The schemes a Service target may use.
+const (
+	ServiceSchemeHTTP  ServiceScheme = "HTTP"
+	ServiceSchemeHTTPS ServiceScheme = "HTTPS"
+	ServiceSchemeTCP   ServiceScheme = "TCP"
+)
+
+// ServiceTarget names a Service whose endpoints are probed one by one.
+type ServiceTarget struct {
+	// name is the name of a Service in the breaker's own namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// port is the Service port, by name ("http") or by number (8080). Each endpoint is
+	// probed on the port its EndpointSlice gives for that Service port.
+	// +required
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 1 && self <= 65535) : self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self) <= 63",message="port must be a port number from 1 to 65535 or a port name"
+	Port intstr.IntOrString `json:"port"`
+
+	// path is the HTTP path requested from each endpoint, for HTTP and HTTPS. Defaults to "/".
+	// +optional
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	Path string `json:"path,omitempty"`
+
+	// scheme is HTTP or HTTPS (a GET of path) or TCP (a connect). Defaults to HTTP.
+	// +optional
+	// +kubebuilder:default=HTTP
+	Scheme ServiceScheme `json:"scheme,omitempty"`
 }
 
 // HTTPProbe tunes how HTTP(S) targets are judged.
@@ -75,7 +122,7 @@ type HTTPProbe struct {
 }
 
 // CircuitBreakerSpec defines the desired behaviour of a CircuitBreaker.
-// +kubebuilder:validation:XValidation:rule="!has(self.http) || !has(self.target.url) || self.target.url.lowerAscii().startsWith('http')",message="http applies only to http:// and https:// targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.http) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('http') : (!has(self.target.service) || !has(self.target.service.scheme) || self.target.service.scheme != 'TCP'))",message="http applies only to http:// and https:// targets"
 type CircuitBreakerSpec struct {
 	// target is what the breaker probes.
 	// +required
@@ -126,7 +173,16 @@ type CircuitBreakerSpec struct {
 	// +kubebuilder:validation:Maximum=100
 	SuccessThreshold int32 `json:"successThreshold,omitempty"`
 
-	// http tunes the probe of http:// and https:// targets; it is refused for tcp:// targets.
+	// failurePercent applies to Service targets: a probe round fails when at least this
+	// percentage of the probed endpoints fail. A round with no ready endpoint fails.
+	// Defaults to 100 (every endpoint failing); from 1 to 100.
+	// +optional
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	FailurePercent int32 `json:"failurePercent,omitempty"`
+
+	// http tunes the probe of HTTP(S) targets; it is refused for TCP targets.
 	// +optional
 	HTTP *HTTPProbe `json:"http,omitempty"`
 }
@@ -158,12 +214,54 @@ type LastProbe struct {
 	Latency metav1.Duration `json:"latency,omitzero"`
 }
 
+// EndpointRef names the object behind an endpoint, usually a Pod.
+type EndpointRef struct {
+	// kind of the object, such as Pod.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind,omitempty"`
+	// name of the object.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name,omitempty"`
+}
+
+// EndpointStatus is the last probe of one endpoint of a Service target.
+type EndpointStatus struct {
+	// address is the endpoint's IP address, from its EndpointSlice.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	Address string `json:"address"`
+	// port is the port probed.
+	// +required
+	Port int32 `json:"port"`
+	// targetRef is the object behind the endpoint, usually a Pod.
+	// +optional
+	TargetRef *EndpointRef `json:"targetRef,omitempty"`
+	// lastResult is the outcome of the endpoint's last probe.
+	// +required
+	LastResult ProbeResult `json:"lastResult"`
+	// reason is the short cause of the last result, as in lastProbe.reason.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason,omitempty"`
+	// consecutiveFailures counts the endpoint's failed probes in a row.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures"`
+}
+
 // CircuitBreakerStatus is the observed state of a CircuitBreaker. It holds
 // everything the controller needs to carry on after a restart.
 type CircuitBreakerStatus struct {
 	// state is Closed, Open or HalfOpen.
 	// +optional
 	State State `json:"state,omitempty"`
+
+	// target summarises what is probed, for display: the URL (without credentials) or
+	// service/<name>:<port>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Target string `json:"target,omitempty"`
 
 	// consecutiveFailures counts the failed probes in a row while Closed; it returns
 	// to 0 on a success, when the circuit closes, and on a reset.
@@ -192,6 +290,21 @@ type CircuitBreakerStatus struct {
 	// +optional
 	LastProbe *LastProbe `json:"lastProbe,omitempty"`
 
+	// endpoints lists the probed endpoints of a Service target, sorted by address and
+	// port, at most 64 of them; endpointsTotal gives the full count.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Endpoints []EndpointStatus `json:"endpoints,omitempty"`
+
+	// endpointsTotal is how many ready endpoints the last probe round of a Service target probed.
+	// +optional
+	EndpointsTotal int32 `json:"endpointsTotal,omitempty"`
+
+	// endpointsFailing is how many of them failed.
+	// +optional
+	EndpointsFailing int32 `json:"endpointsFailing,omitempty"`
+
 	// lastHandledReset is the value of the circuit.resilience.dev/reset annotation
 	// that was last acted on.
 	// +optional
@@ -219,7 +332,7 @@ type CircuitBreakerStatus struct {
 // +kubebuilder:resource:shortName=cb;breaker,categories=resilience
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
 // +kubebuilder:printcolumn:name="Failures",type=integer,JSONPath=`.status.consecutiveFailures`
-// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.target.url`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`
 // +kubebuilder:printcolumn:name="Next Retry",type=string,JSONPath=`.status.nextRetryTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type CircuitBreaker struct {

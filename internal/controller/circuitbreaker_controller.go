@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -79,6 +81,8 @@ type outcome struct {
 // +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers/status,verbs=patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 
 // Reconcile records the latest probe result and timed moves of one breaker,
 // writes its status if it changed, and schedules its next probe or wake-up.
@@ -97,7 +101,10 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 
 	orig := cb.DeepCopy()
-	out := r.reconcile(cb, key, r.now())
+	out, err := r.reconcile(ctx, cb, key, r.now())
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	if !equality.Semantic.DeepEqual(orig.Status, cb.Status) {
 		// Optimistic locking: a write based on a stale read fails with a conflict and
 		// the request is retried with the result still pending, so nothing is lost.
@@ -111,13 +118,25 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 }
 
 // reconcile moves the breaker's status forward to now. It changes only cb.Status.
-func (r *CircuitBreakerReconciler) reconcile(cb *circuitv1alpha1.CircuitBreaker, key probe.Key, now time.Time) outcome {
+func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, key probe.Key, now time.Time) (outcome, error) {
 	var out outcome
 	cb.Status.ObservedGeneration = cb.Generation
+	cb.Status.Target = targetSummary(cb.Spec.Target)
 	cfg, err := parseSpec(cb.Spec)
 	if err != nil {
 		setReady(cb, metav1.ConditionFalse, ReasonInvalidSpec, err.Error())
-		return out
+		return out, nil
+	}
+	var svc resolved
+	if cb.Spec.Target.Service != nil {
+		if svc, err = r.resolveService(ctx, cb.Namespace, cb.Spec.Target.Service); err != nil {
+			return out, err
+		}
+		cfg.target.Round.Endpoints = svc.endpoints
+		cfg.target.Round.ServerName = cb.Spec.Target.Service.Name + "." + cb.Namespace + ".svc"
+		if svc.problem != nil {
+			cfg.target.Round.Unresolved = svc.problem.reason
+		}
 	}
 	out.settings, out.valid = cfg, true
 
@@ -144,16 +163,27 @@ func (r *CircuitBreakerReconciler) reconcile(cb *circuitv1alpha1.CircuitBreaker,
 	}
 	before := cb.Status.DeepCopy()
 	statusToAPI(s, &cb.Status)
+	if out.probed != nil && cb.Spec.Target.Service != nil {
+		cb.Status.Endpoints, cb.Status.EndpointsFailing = endpointStatuses(cb.Status.Endpoints, out.probed.Endpoints, svc.refs)
+		cb.Status.EndpointsTotal = int32(len(out.probed.Endpoints))
+	}
+	if cb.Spec.Target.Service == nil {
+		cb.Status.Endpoints, cb.Status.EndpointsTotal, cb.Status.EndpointsFailing = nil, 0, 0
+	}
 	if out.probed != nil && (!equality.Semantic.DeepEqual(before, &cb.Status) || lastProbeChanged(cb.Status.LastProbe, *out.probed)) {
 		cb.Status.LastProbe = lastProbeFromResult(*out.probed)
 	}
-	r.setReadyFromProbe(cb, cfg)
+	if svc.problem != nil {
+		setReady(cb, metav1.ConditionFalse, svc.problem.reason, svc.problem.message)
+	} else {
+		r.setReadyFromProbe(cb, cfg)
+	}
 
 	if at, ok := breaker.NextProbe(s, r.Runner.LastStart(key, cfg.specID), cfg.interval, now); ok {
 		out.nextProbe = at
 	}
 	out.wake = breaker.WakeAfter(s, now)
-	return out
+	return out, nil
 }
 
 // afterWrite acts on what reconcile decided, once the status is stored: it
@@ -231,11 +261,18 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})
 		return nil
 	})
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &circuitv1alpha1.CircuitBreaker{},
+		serviceNameField, indexServiceName); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		// Our own status writes change neither generation nor annotations, so they
 		// do not wake the controller up again.
 		For(&circuitv1alpha1.CircuitBreaker{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// Service targets follow their Service and its EndpointSlices through the cache.
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.breakersForService)).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.breakersForService)).
 		WatchesRawSource(results).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1),

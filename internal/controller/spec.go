@@ -44,20 +44,43 @@ func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 	if err != nil {
 		return s, err
 	}
-	if s.target, err = probe.ParseURL(spec.Target.URL, retryTimeout); err != nil {
-		return s, fmt.Errorf("target.%w", err)
-	}
 	var statuses []string
 	if spec.HTTP != nil {
 		for _, r := range spec.HTTP.ExpectedStatuses {
 			statuses = append(statuses, string(r))
 		}
 	}
-	if s.target.Expected, err = probe.ParseStatusRanges(statuses); err != nil {
+	expected, err := probe.ParseStatusRanges(statuses)
+	if err != nil {
 		return s, fmt.Errorf("http.expectedStatuses: %w", err)
 	}
-	s.specID = spec.Target.URL + "|" + retryTimeout.String() + "|" + strings.Join(statuses, ",")
+	how := retryTimeout.String() + "|" + strings.Join(statuses, ",")
+	if svc := spec.Target.Service; svc != nil {
+		s.target = serviceTarget(svc, retryTimeout, int(orDefault(spec.FailurePercent, 100)))
+		s.specID = fmt.Sprintf("service|%s|%s|%s|%s|%d|%s", svc.Name, svc.Port.String(), s.target.Scheme,
+			s.target.Round.Path, s.target.Round.FailurePercent, how)
+	} else {
+		if s.target, err = probe.ParseURL(spec.Target.URL, retryTimeout); err != nil {
+			return s, fmt.Errorf("target.%w", err)
+		}
+		s.specID = "url|" + spec.Target.URL + "|" + how
+	}
+	s.target.Expected = expected
 	return s, nil
+}
+
+// serviceTarget is the probe round for a Service target; its endpoints are
+// filled in from the cache at each reconcile.
+func serviceTarget(svc *circuitv1alpha1.ServiceTarget, timeout time.Duration, failurePercent int) probe.Target {
+	scheme := probe.Scheme(strings.ToLower(string(svc.Scheme)))
+	if scheme == "" {
+		scheme = probe.HTTP
+	}
+	path := svc.Path
+	if path == "" {
+		path = "/"
+	}
+	return probe.Target{Scheme: scheme, Timeout: timeout, Round: &probe.Round{Path: path, FailurePercent: failurePercent}}
 }
 
 func orDefault(v, def int32) int32 {

@@ -110,6 +110,14 @@ type operator struct {
 // targets are allowed, as with --probe-allow-loopback.
 func startOperator(t *testing.T, ns string) *operator {
 	t.Helper()
+	return startOperatorWithDial(t, ns, nil)
+}
+
+// startOperatorWithDial is startOperator with the prober's dialer replaced, so
+// that tests can map cluster addresses (EndpointSlices refuse loopback ones) to
+// loopback listeners.
+func startOperatorWithDial(t *testing.T, ns string, dial probe.DialContextFunc) *operator {
+	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -123,7 +131,7 @@ func startOperator(t *testing.T, ns string) *operator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, UserAgent: "breaker-operator/test"}), 1024)
+	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), 1024)
 	r := &CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
 		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),

@@ -8,6 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -22,17 +25,37 @@ const (
 	ReasonTLS               = "tls"
 	ReasonHTTPStatus        = "http_status"
 	ReasonDenied            = "denied"
-	ReasonOther             = "other"
+	// ReasonNoEndpoints: a Service target had no ready endpoint to probe, or could
+	// not be resolved to endpoints at all.
+	ReasonNoEndpoints = "no_endpoints"
+	ReasonOther       = "other"
 )
+
+// Reasons lists every reason a probe may report.
+var Reasons = []string{ReasonOK, ReasonTimeout, ReasonConnectionRefused, ReasonDNS, ReasonTLS,
+	ReasonHTTPStatus, ReasonDenied, ReasonNoEndpoints, ReasonOther}
+
+// maxRoundConcurrency bounds the endpoints of one round probed at once.
+const maxRoundConcurrency = 16
 
 // maxBodyBytes is how much of a response body is read (and discarded) so that
 // the connection can be reused; the rest is dropped with the connection.
 const maxBodyBytes = 4 << 10
 
-// Result is the outcome of one probe.
+// Result is the outcome of one probe, or of one round over a Service's endpoints.
 type Result struct {
 	Start      time.Time
 	Latency    time.Duration
+	Success    bool
+	Reason     string
+	HTTPStatus int
+	// Endpoints holds each endpoint's outcome, for a round, in the round's order.
+	Endpoints []EndpointResult
+}
+
+// EndpointResult is the outcome of probing one endpoint in a round.
+type EndpointResult struct {
+	Endpoint
 	Success    bool
 	Reason     string
 	HTTPStatus int
@@ -56,8 +79,12 @@ type Options struct {
 // pooled per target so that steady probing costs one request, not one handshake.
 type Prober struct {
 	dial      DialContextFunc
+	transport *http.Transport
 	client    *http.Client
 	userAgent string
+
+	mu     sync.Mutex
+	byName map[string]*http.Client
 }
 
 // New returns a Prober.
@@ -83,12 +110,33 @@ func New(opts Options) *Prober {
 	return &Prober{
 		dial:      dial,
 		userAgent: opts.UserAgent,
-		client: &http.Client{
-			Transport: transport,
-			// A redirect is an answer like any other, judged by its status.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		transport: transport,
+		client:    newClient(transport),
+		byName:    map[string]*http.Client{},
 	}
+}
+
+func newClient(transport *http.Transport) *http.Client {
+	return &http.Client{
+		Transport: transport,
+		// A redirect is an answer like any other, judged by its status.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// clientFor returns a client whose TLS verification expects serverName: the
+// endpoints of a Service are dialled by IP but present the Service's name.
+func (p *Prober) clientFor(serverName string) *http.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.byName[serverName]; ok {
+		return c
+	}
+	t := p.transport.Clone()
+	t.TLSClientConfig.ServerName = serverName
+	c := newClient(t)
+	p.byName[serverName] = c
+	return c
 }
 
 // Probe sends one probe to t and waits at most t.Timeout for it.
@@ -97,9 +145,12 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	var r Result
-	if t.Scheme == TCP {
+	switch {
+	case t.Round != nil:
+		r = p.probeRound(ctx, t)
+	case t.Scheme == TCP:
 		r = p.probeTCP(ctx, t)
-	} else {
+	default:
 		r = p.probeHTTP(ctx, t)
 	}
 	r.Start = start
@@ -116,6 +167,65 @@ func (p *Prober) probeTCP(ctx context.Context, t Target) Result {
 	return Result{Success: true, Reason: ReasonOK}
 }
 
+// probeRound probes every endpoint of a round concurrently, each with the
+// round's deadline, and judges the round by FailurePercent.
+func (p *Prober) probeRound(ctx context.Context, t Target) Result {
+	round := t.Round
+	if round.Unresolved != "" {
+		return Result{Reason: ReasonNoEndpoints}
+	}
+	if len(round.Endpoints) == 0 {
+		return Result{Reason: ReasonNoEndpoints}
+	}
+	results := make([]EndpointResult, len(round.Endpoints))
+	sem := make(chan struct{}, maxRoundConcurrency)
+	var wg sync.WaitGroup
+	for i, ep := range round.Endpoints {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i] = p.probeEndpoint(ctx, t, ep)
+		}()
+	}
+	wg.Wait()
+	return judgeRound(results, round.FailurePercent)
+}
+
+func (p *Prober) probeEndpoint(ctx context.Context, t Target, ep Endpoint) EndpointResult {
+	addr := net.JoinHostPort(ep.Address, strconv.Itoa(int(ep.Port)))
+	var r Result
+	if t.Scheme == TCP {
+		r = p.probeTCP(ctx, Target{Address: addr})
+	} else {
+		u := (&url.URL{Scheme: string(t.Scheme), Host: addr, Path: t.Round.Path}).String()
+		r = p.probeHTTP(ctx, Target{Scheme: t.Scheme, URL: u, Expected: t.Expected, Round: t.Round})
+	}
+	return EndpointResult{Endpoint: ep, Success: r.Success, Reason: r.Reason, HTTPStatus: r.HTTPStatus}
+}
+
+// judgeRound fails a round when at least failurePercent of its endpoints
+// failed; its reason is that of the first failing endpoint.
+func judgeRound(results []EndpointResult, failurePercent int) Result {
+	failing, reason := 0, ReasonOK
+	for _, r := range results {
+		if !r.Success {
+			if failing == 0 {
+				reason = r.Reason
+			}
+			failing++
+		}
+	}
+	if failurePercent <= 0 || failurePercent > 100 {
+		failurePercent = 100
+	}
+	ok := failing*100 < failurePercent*len(results)
+	if ok {
+		reason = ReasonOK
+	}
+	return Result{Success: ok, Reason: reason, Endpoints: results}
+}
+
 func (p *Prober) probeHTTP(ctx context.Context, t Target) Result {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL, nil)
 	if err != nil {
@@ -124,7 +234,14 @@ func (p *Prober) probeHTTP(ctx context.Context, t Target) Result {
 	if p.userAgent != "" {
 		req.Header.Set("User-Agent", p.userAgent)
 	}
-	resp, err := p.client.Do(req)
+	client := p.client
+	if t.Round != nil && t.Round.ServerName != "" {
+		req.Host = t.Round.ServerName
+		if t.Scheme == HTTPS {
+			client = p.clientFor(t.Round.ServerName)
+		}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return Result{Reason: Classify(ctx, err)}
 	}
@@ -158,7 +275,9 @@ func Classify(ctx context.Context, err error) string {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ReasonConnectionRefused
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr),
-		errors.As(err, &invalidErr), errors.As(err, &recordErr), errors.As(err, &alertErr):
+		errors.As(err, &invalidErr), errors.As(err, &recordErr), errors.As(err, &alertErr),
+		// net/http replaces the RecordHeaderError of a plain HTTP answer with this.
+		errors.Is(err, http.ErrSchemeMismatch):
 		return ReasonTLS
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return ReasonTimeout

@@ -40,6 +40,34 @@ type Target struct {
 	Timeout time.Duration
 	// Expected lists the statuses that count as success (HTTP(S) only).
 	Expected []StatusRange
+
+	// Round, when set, makes this target a probe round over the endpoints of a
+	// Service: each endpoint is probed (Scheme, Path, Timeout and Expected apply to
+	// each) and the round fails when at least FailurePercent of them fail. URL and
+	// Address are then unused.
+	Round *Round
+}
+
+// Round is a probe round over the endpoints of a Service.
+type Round struct {
+	// Endpoints are probed concurrently. None is a failed round.
+	Endpoints []Endpoint
+	// Path is requested from each endpoint (HTTP(S) only).
+	Path string
+	// ServerName is the TLS server name and Host header (HTTPS only), such as
+	// name.namespace.svc.
+	ServerName string
+	// FailurePercent: the round fails when at least this percentage of endpoints fail.
+	FailurePercent int
+	// Unresolved, when not empty, fails the round at once without dialling: the
+	// Service or its port could not be resolved. It is the reason reported.
+	Unresolved string
+}
+
+// Endpoint is one address of a Service.
+type Endpoint struct {
+	Address string
+	Port    int32
 }
 
 // ParseURL turns a breaker's target URL into a Target with the given deadline.

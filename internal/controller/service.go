@@ -1,0 +1,202 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+)
+
+// Ready condition reasons for Service targets that cannot be probed.
+const (
+	ReasonServiceNotFound         = "ServiceNotFound"
+	ReasonServicePortNotFound     = "ServicePortNotFound"
+	ReasonServiceWithoutEndpoints = "ServiceWithoutEndpoints"
+)
+
+// maxStatusEndpoints bounds status.endpoints; endpointsTotal keeps the full count.
+const maxStatusEndpoints = 64
+
+// serviceNameField indexes breakers by the Service they target.
+const serviceNameField = ".spec.target.service.name"
+
+// problem is why a Service target cannot be resolved to endpoints.
+type problem struct{ reason, message string }
+
+// resolved is a Service target turned into endpoints to probe.
+type resolved struct {
+	endpoints []probe.Endpoint
+	refs      map[probe.Endpoint]*corev1.ObjectReference
+	problem   *problem
+}
+
+// resolveService reads the Service and its EndpointSlices from the cache and
+// returns the ready endpoints on the slice port that matches the Service port.
+func (r *CircuitBreakerReconciler) resolveService(ctx context.Context, ns string, st *circuitv1alpha1.ServiceTarget) (resolved, error) {
+	svc := &corev1.Service{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: st.Name}, svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return resolved{problem: &problem{ReasonServiceNotFound,
+				fmt.Sprintf("Service %q does not exist in namespace %q; probe rounds fail", st.Name, ns)}}, nil
+		}
+		return resolved{}, err
+	}
+	portName, ok := servicePortName(svc, st.Port)
+	if !ok {
+		return resolved{problem: &problem{ReasonServicePortNotFound,
+			fmt.Sprintf("Service %q has no port %s; probe rounds fail", st.Name, st.Port.String())}}, nil
+	}
+	list := &discoveryv1.EndpointSliceList{}
+	if err := r.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: st.Name}); err != nil {
+		return resolved{}, err
+	}
+	if len(list.Items) == 0 && len(svc.Spec.Selector) == 0 {
+		return resolved{problem: &problem{ReasonServiceWithoutEndpoints,
+			fmt.Sprintf("Service %q has no selector and no EndpointSlices; probe rounds fail", st.Name)}}, nil
+	}
+	return readyEndpoints(list.Items, portName), nil
+}
+
+// servicePortName finds the Service port a target names, by name or number,
+// and returns its name, which is how EndpointSlices name their ports.
+func servicePortName(svc *corev1.Service, port intstr.IntOrString) (string, bool) {
+	for _, p := range svc.Spec.Ports {
+		if (port.Type == intstr.String && p.Name == port.StrVal) || (port.Type == intstr.Int && p.Port == port.IntVal) {
+			return p.Name, true
+		}
+	}
+	return "", false
+}
+
+// readyEndpoints lists, sorted and without duplicates, the addresses of every
+// endpoint whose ready condition is not false, on the slice port named portName.
+func readyEndpoints(slices_ []discoveryv1.EndpointSlice, portName string) resolved {
+	out := resolved{refs: map[probe.Endpoint]*corev1.ObjectReference{}}
+	for _, slice := range slices_ {
+		if slice.AddressType == discoveryv1.AddressTypeFQDN {
+			continue
+		}
+		port, ok := slicePort(slice.Ports, portName)
+		if !ok {
+			continue
+		}
+		for _, ep := range slice.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			for _, addr := range ep.Addresses {
+				e := probe.Endpoint{Address: addr, Port: port}
+				if _, dup := out.refs[e]; dup {
+					continue
+				}
+				out.refs[e] = ep.TargetRef
+				out.endpoints = append(out.endpoints, e)
+			}
+		}
+	}
+	slices.SortFunc(out.endpoints, compareEndpoints)
+	return out
+}
+
+func slicePort(ports []discoveryv1.EndpointPort, name string) (int32, bool) {
+	for _, p := range ports {
+		pn := ""
+		if p.Name != nil {
+			pn = *p.Name
+		}
+		if pn == name && p.Port != nil {
+			return *p.Port, true
+		}
+	}
+	return 0, false
+}
+
+func compareEndpoints(a, b probe.Endpoint) int {
+	if c := strings.Compare(a.Address, b.Address); c != 0 {
+		return c
+	}
+	return int(a.Port - b.Port)
+}
+
+// endpointStatuses turns a round's results into status.endpoints, carrying
+// each endpoint's failure count forward from the previous status.
+func endpointStatuses(prev []circuitv1alpha1.EndpointStatus, results []probe.EndpointResult,
+	refs map[probe.Endpoint]*corev1.ObjectReference) (eps []circuitv1alpha1.EndpointStatus, failing int32) {
+	before := map[probe.Endpoint]int32{}
+	for _, e := range prev {
+		before[probe.Endpoint{Address: e.Address, Port: e.Port}] = e.ConsecutiveFailures
+	}
+	sorted := slices.Clone(results)
+	slices.SortFunc(sorted, func(a, b probe.EndpointResult) int { return compareEndpoints(a.Endpoint, b.Endpoint) })
+	for _, res := range sorted {
+		st := circuitv1alpha1.EndpointStatus{
+			Address: res.Address, Port: res.Port, LastResult: circuitv1alpha1.ProbeSuccess, Reason: res.Reason,
+		}
+		if !res.Success {
+			failing++
+			st.LastResult = circuitv1alpha1.ProbeFailure
+			st.ConsecutiveFailures = before[res.Endpoint] + 1
+		}
+		if ref := refs[res.Endpoint]; ref != nil {
+			st.TargetRef = &circuitv1alpha1.EndpointRef{Kind: ref.Kind, Name: ref.Name}
+		}
+		if len(eps) < maxStatusEndpoints {
+			eps = append(eps, st)
+		}
+	}
+	return eps, failing
+}
+
+// targetSummary is what the TARGET column shows: the URL without credentials,
+// or service/<name>:<port>.
+func targetSummary(t circuitv1alpha1.Target) string {
+	if t.Service != nil {
+		return "service/" + t.Service.Name + ":" + t.Service.Port.String()
+	}
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return ""
+	}
+	return u.Redacted()
+}
+
+// breakersForService maps a Service or EndpointSlice to the breakers that target it.
+func (r *CircuitBreakerReconciler) breakersForService(ctx context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetName()
+	if _, isSlice := obj.(*discoveryv1.EndpointSlice); isSlice {
+		name = obj.GetLabels()[discoveryv1.LabelServiceName]
+		if name == "" {
+			return nil
+		}
+	}
+	list := &circuitv1alpha1.CircuitBreakerList{}
+	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{serviceNameField: name}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, cb := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: cb.Namespace, Name: cb.Name}})
+	}
+	return reqs
+}
+
+func indexServiceName(obj client.Object) []string {
+	cb, ok := obj.(*circuitv1alpha1.CircuitBreaker)
+	if !ok || cb.Spec.Target.Service == nil {
+		return nil
+	}
+	return []string{cb.Spec.Target.Service.Name}
+}
+
