@@ -358,7 +358,3 @@ type CircuitBreakerList struct {
 	metav1.ListMeta `json:"metadata,omitzero"`
 	Items           []CircuitBreaker `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&CircuitBreaker{}, &CircuitBreakerList{})
-}

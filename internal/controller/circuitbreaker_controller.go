@@ -288,4 +288,3 @@ func formatTime(t *metav1.MicroTime) string {
 	}
 	return t.UTC().Format(time.RFC3339)
 }
-

@@ -282,7 +282,7 @@ func TestSteadyHealthyBreakerWritesNoStatus(t *testing.T) {
 	rv := getBreaker(g, ns, "quiet").ResourceVersion
 	before := tg.count("/q")
 	time.Sleep(2 * time.Second) // ten intervals
-	g.Expect(tg.count("/q") - before).To(BeNumerically(">=", 6), "it keeps probing")
+	g.Expect(tg.count("/q")-before).To(BeNumerically(">=", 6), "it keeps probing")
 	g.Expect(getBreaker(g, ns, "quiet").ResourceVersion).To(Equal(rv), "no writes while nothing changes")
 }
 

@@ -199,4 +199,3 @@ func indexServiceName(obj client.Object) []string {
 	}
 	return []string{cb.Spec.Target.Service.Name}
 }
-

@@ -277,5 +277,4 @@ func TestServiceHealthyRoundsWriteNoStatus(t *testing.T) {
 	g.Expect(getBreaker(g, ns, "calm").ResourceVersion).To(Equal(rv))
 }
 
-
 func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }

@@ -69,8 +69,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-
-
 // assetsDir finds the envtest binaries: KUBEBUILDER_ASSETS if set, otherwise
 // what hack/envtest-assets.sh prints (it builds them if they are missing).
 func assetsDir() string {
