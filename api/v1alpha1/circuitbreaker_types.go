@@ -107,7 +107,7 @@ type ServiceTarget struct {
 	Scheme ServiceScheme `json:"scheme,omitempty"`
 }
 
-// HTTPProbe tunes how HTTP(S) targets are judged.
+// HTTPProbe tunes how HTTP(S) targets are probed and judged.
 type HTTPProbe struct {
 	// expectedStatuses lists the HTTP status codes that count as a success, each a
 	// code ("204") or an inclusive range ("200-399"). Any other status is a failure.
@@ -119,9 +119,91 @@ type HTTPProbe struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:default={"200-399"}
 	ExpectedStatuses []StatusRange `json:"expectedStatuses,omitempty"`
+
+	// headers are set on every probe request, from literal values or from keys of
+	// Secrets in the breaker's namespace. Values never appear in status, events,
+	// logs or metrics. Host and User-Agent cannot be set (every probe sends
+	// User-Agent: breaker-operator/<version>).
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Headers []HTTPHeader `json:"headers,omitempty"`
+
+	// tls configures certificate verification for https targets. Without it the
+	// system roots verify the server's certificate for the URL's host name.
+	// +optional
+	TLS *TLSConfig `json:"tls,omitempty"`
+}
+
+// HTTPHeader is a request header sent with each probe.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="exactly one of value and valueFrom must be set"
+type HTTPHeader struct {
+	// name is the header name, such as Authorization.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['host', 'user-agent'])",message="headers may not set Host or User-Agent"
+	Name string `json:"name"`
+
+	// value is a literal value. Prefer valueFrom for credentials.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Value *string `json:"value,omitempty"`
+
+	// valueFrom reads the value from a key of a Secret in the breaker's namespace.
+	// While the Secret or the key is missing the breaker probes nothing and says so
+	// in its Ready condition.
+	// +optional
+	ValueFrom *HeaderValueSource `json:"valueFrom,omitempty"`
+}
+
+// HeaderValueSource says where a header value comes from.
+type HeaderValueSource struct {
+	// secretKeyRef selects a key of a Secret in the breaker's namespace.
+	// +required
+	SecretKeyRef KeySelector `json:"secretKeyRef"`
+}
+
+// KeySelector selects a key of a Secret or ConfigMap in the breaker's namespace.
+type KeySelector struct {
+	// name of the Secret or ConfigMap.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// key within its data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
+// TLSConfig configures how an https target's certificate is verified.
+type TLSConfig struct {
+	// caBundle selects a ConfigMap key in the breaker's namespace holding PEM CA
+	// certificates that verify the server, instead of the system roots.
+	// +optional
+	CABundle *KeySelector `json:"caBundle,omitempty"`
+
+	// serverName is the name the server's certificate must carry, and the SNI sent.
+	// Defaults to the URL's host, or <service>.<namespace>.svc for Service targets.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServerName string `json:"serverName,omitempty"`
+
+	// insecureSkipVerify turns certificate verification off. Allowed, but the Ready
+	// condition's message says so for as long as it is set.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
 // CircuitBreakerSpec defines the desired behaviour of a CircuitBreaker.
+// +kubebuilder:validation:XValidation:rule="!has(self.http) || !has(self.http.tls) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('https') : (has(self.target.service) && has(self.target.service.scheme) && self.target.service.scheme == 'HTTPS'))",message="http.tls applies only to https targets"
 // +kubebuilder:validation:XValidation:rule="!has(self.http) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('http') : (!has(self.target.service) || !has(self.target.service.scheme) || self.target.service.scheme != 'TCP'))",message="http applies only to http:// and https:// targets"
 type CircuitBreakerSpec struct {
 	// target is what the breaker probes.

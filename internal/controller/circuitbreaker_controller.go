@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -38,6 +39,8 @@ const (
 	ReasonProbing     = "Probing"
 	ReasonInvalidSpec = "InvalidSpec"
 	ReasonProbeDenied = "ProbeDenied"
+	// ReasonTargetUnresolvable: the target's host name did not resolve at the last probe.
+	ReasonTargetUnresolvable = "TargetUnresolvable"
 )
 
 // Event reasons, one per kind of transition.
@@ -57,6 +60,8 @@ type CircuitBreakerReconciler struct {
 	Clock clock.PassiveClock
 	// MaxConcurrentReconciles bounds the reconcile workers (default 4).
 	MaxConcurrentReconciles int
+	// refs watches the Secrets and ConfigMaps that breakers reference.
+	refs *refWatcher
 	// SkipNameValidation lets several managers in one process (tests) register
 	// the same controller name.
 	SkipNameValidation bool
@@ -82,6 +87,7 @@ type outcome struct {
 // +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers/status,verbs=patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 
 // Reconcile records the latest probe result and timed moves of one breaker,
@@ -124,7 +130,7 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 	cb.Status.Target = targetSummary(cb.Spec.Target)
 	cfg, err := parseSpec(cb.Spec)
 	if err != nil {
-		setReady(cb, metav1.ConditionFalse, ReasonInvalidSpec, err.Error())
+		notProbing(cb, now, ReasonInvalidSpec, err.Error())
 		return out, nil
 	}
 	var svc resolved
@@ -137,6 +143,16 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 		if svc.problem != nil {
 			cfg.target.Round.Unresolved = svc.problem.reason
 		}
+	}
+	r.refs.use(types.NamespacedName{Namespace: cb.Namespace, Name: cb.Name}, specRefs(cb))
+	refProblem, err := r.resolveHTTP(ctx, cb, &cfg.target)
+	if err != nil {
+		return out, err
+	}
+	if refProblem != nil {
+		// Without its credentials or CA the probe would only mislead: send none.
+		notProbing(cb, now, refProblem.reason, refProblem.message)
+		return out, nil
 	}
 	out.settings, out.valid = cfg, true
 
@@ -186,6 +202,15 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 	return out, nil
 }
 
+// notProbing records why the breaker cannot probe. Its state stays as it is (a
+// new breaker starts Closed): nothing was observed that could change it.
+func notProbing(cb *circuitv1alpha1.CircuitBreaker, now time.Time, reason, message string) {
+	if cb.Status.State == "" {
+		statusToAPI(breaker.Start(now), &cb.Status)
+	}
+	setReady(cb, metav1.ConditionFalse, reason, message)
+}
+
 // afterWrite acts on what reconcile decided, once the status is stored: it
 // acknowledges the recorded probe result, schedules the next probe, and reports
 // transitions as Events, log lines and metrics. Running it only after a
@@ -198,7 +223,7 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 	}
 	switch {
 	case !out.valid:
-		r.Runner.Forget(key)
+		r.Runner.Pause(key)
 	case out.nextProbe.IsZero():
 		r.Runner.Pause(key)
 	default:
@@ -240,6 +265,7 @@ func (r *CircuitBreakerReconciler) emitTransition(cb *circuitv1alpha1.CircuitBre
 
 func (r *CircuitBreakerReconciler) forget(key probe.Key) {
 	r.Runner.Forget(key)
+	r.refs.use(types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, nil)
 	metrics.Forget(key.Namespace, key.Name)
 }
 
@@ -255,10 +281,16 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	r.refs = newRefWatcher(clientset)
 	results := source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		r.Runner.Start(ctx, func(k probe.Key) {
 			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
 		})
+		r.refs.start(ctx, func(n types.NamespacedName) { q.Add(reconcile.Request{NamespacedName: n}) })
 		return nil
 	})
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &circuitv1alpha1.CircuitBreaker{},

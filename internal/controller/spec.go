@@ -54,7 +54,7 @@ func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 	if err != nil {
 		return s, fmt.Errorf("http.expectedStatuses: %w", err)
 	}
-	how := retryTimeout.String() + "|" + strings.Join(statuses, ",")
+	how := retryTimeout.String() + "|" + strings.Join(statuses, ",") + "|" + httpSpecID(spec.HTTP)
 	if svc := spec.Target.Service; svc != nil {
 		s.target = serviceTarget(svc, retryTimeout, int(orDefault(spec.FailurePercent, 100)))
 		s.specID = fmt.Sprintf("service|%s|%s|%s|%s|%d|%s", svc.Name, svc.Port.String(), s.target.Scheme,

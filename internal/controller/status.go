@@ -89,11 +89,21 @@ func setReady(cb *circuitv1alpha1.CircuitBreaker, status metav1.ConditionStatus,
 // setReadyFromProbe says whether the breaker probes as specified. A probe the
 // guard refused is the one case where it cannot, short of an invalid spec.
 func (r *CircuitBreakerReconciler) setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, cfg settings) {
-	if lp := cb.Status.LastProbe; lp != nil && lp.Reason == probe.ReasonDenied {
+	switch lp := cb.Status.LastProbe; {
+	case lp == nil:
+	case lp.Reason == probe.ReasonDenied:
 		setReady(cb, metav1.ConditionFalse, ReasonProbeDenied,
-			"The operator's probe guard refused the target's address (link-local, unspecified, loopback or outside --probe-allow-cidrs); probes count as failures")
+			"The operator's probe guard refused the target's address (link-local, unspecified, loopback, "+
+				"in --probe-deny-cidrs or outside --probe-allow-cidrs); probes count as failures")
+		return
+	case lp.Reason == probe.ReasonDNS:
+		setReady(cb, metav1.ConditionFalse, ReasonTargetUnresolvable,
+			"The target's host name does not resolve; probes count as failures until it does")
 		return
 	}
-	setReady(cb, metav1.ConditionTrue, ReasonProbing,
-		fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.target.Scheme, cfg.interval, cfg.target.Timeout))
+	msg := fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.target.Scheme, cfg.interval, cfg.target.Timeout)
+	if cfg.target.TLS != nil && cfg.target.TLS.InsecureSkipVerify {
+		msg += "; TLS certificate verification is OFF (http.tls.insecureSkipVerify)"
+	}
+	setReady(cb, metav1.ConditionTrue, ReasonProbing, msg)
 }

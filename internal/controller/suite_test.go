@@ -99,16 +99,17 @@ func newNamespace(t *testing.T) string {
 
 // operator is a running manager with the CircuitBreaker controller.
 type operator struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	runner *probe.Runner
+	cancel     context.CancelFunc
+	done       chan struct{}
+	runner     *probe.Runner
+	reconciler *CircuitBreakerReconciler
 }
 
 // startOperator runs a manager that watches only namespace ns. Loopback
 // targets are allowed, as with --probe-allow-loopback.
 func startOperator(t *testing.T, ns string) *operator {
 	t.Helper()
-	return startOperatorWithDial(t, ns, nil)
+	return startOperatorWith(t, ns, operatorOptions{})
 }
 
 // startOperatorWithDial is startOperator with the prober's dialer replaced, so
@@ -116,6 +117,18 @@ func startOperator(t *testing.T, ns string) *operator {
 // loopback listeners.
 func startOperatorWithDial(t *testing.T, ns string, dial probe.DialContextFunc) *operator {
 	t.Helper()
+	return startOperatorWith(t, ns, operatorOptions{dial: dial})
+}
+
+type operatorOptions struct {
+	dial probe.DialContextFunc
+	// denyLoopback runs the guard as in production, without --probe-allow-loopback.
+	denyLoopback bool
+}
+
+func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator {
+	t.Helper()
+	dial := opts.dial
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -125,7 +138,7 @@ func startOperatorWithDial(t *testing.T, ns string, dial probe.DialContextFunc) 
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
 	}
-	guard, err := probe.NewGuard(probe.DefaultDenyCIDRs, nil, true)
+	guard, err := probe.NewGuard(probe.DefaultDenyCIDRs, nil, !opts.denyLoopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +154,7 @@ func startOperatorWithDial(t *testing.T, ns string, dial probe.DialContextFunc) 
 		t.Fatalf("setting up controller: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	op := &operator{cancel: cancel, done: make(chan struct{}), runner: runner}
+	op := &operator{cancel: cancel, done: make(chan struct{}), runner: runner, reconciler: r}
 	go func() {
 		defer close(op.done)
 		if err := mgr.Start(ctx); err != nil {

@@ -84,7 +84,7 @@ type Prober struct {
 	userAgent string
 
 	mu     sync.Mutex
-	byName map[string]*http.Client
+	byTLS map[string]*http.Client
 }
 
 // New returns a Prober.
@@ -112,7 +112,7 @@ func New(opts Options) *Prober {
 		userAgent: opts.UserAgent,
 		transport: transport,
 		client:    newClient(transport),
-		byName:    map[string]*http.Client{},
+		byTLS:     map[string]*http.Client{},
 	}
 }
 
@@ -124,19 +124,28 @@ func newClient(transport *http.Transport) *http.Client {
 	}
 }
 
-// clientFor returns a client whose TLS verification expects serverName: the
-// endpoints of a Service are dialled by IP but present the Service's name.
-func (p *Prober) clientFor(serverName string) *http.Client {
+// clientFor returns a client that verifies certificates as settings say. Clients
+// are shared by targets with the same settings, so connections are reused.
+func (p *Prober) clientFor(settings *TLS) (*http.Client, error) {
+	key := settings.key()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c, ok := p.byName[serverName]; ok {
-		return c
+	if c, ok := p.byTLS[key]; ok {
+		return c, nil
 	}
 	t := p.transport.Clone()
-	t.TLSClientConfig.ServerName = serverName
+	t.TLSClientConfig.ServerName = settings.ServerName
+	t.TLSClientConfig.InsecureSkipVerify = settings.InsecureSkipVerify //nolint:gosec // asked for, and reported in Ready
+	if len(settings.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(settings.CAPEM) {
+			return nil, errors.New("the CA bundle holds no PEM certificate")
+		}
+		t.TLSClientConfig.RootCAs = pool
+	}
 	c := newClient(t)
-	p.byName[serverName] = c
-	return c
+	p.byTLS[key] = c
+	return c, nil
 }
 
 // Probe sends one probe to t and waits at most t.Timeout for it.
@@ -231,14 +240,29 @@ func (p *Prober) probeHTTP(ctx context.Context, t Target) Result {
 	if err != nil {
 		return Result{Reason: ReasonOther}
 	}
+	for _, h := range t.Headers {
+		req.Header.Set(h.Name, h.Value)
+	}
 	if p.userAgent != "" {
 		req.Header.Set("User-Agent", p.userAgent)
 	}
 	client := p.client
+	tlsSettings := t.TLS
 	if t.Round != nil && t.Round.ServerName != "" {
 		req.Host = t.Round.ServerName
-		if t.Scheme == HTTPS {
-			client = p.clientFor(t.Round.ServerName)
+		if tlsSettings == nil {
+			tlsSettings = &TLS{}
+		}
+		if tlsSettings.ServerName == "" {
+			// Endpoints are dialled by IP but present the Service's name.
+			withName := *tlsSettings
+			withName.ServerName = t.Round.ServerName
+			tlsSettings = &withName
+		}
+	}
+	if t.Scheme == HTTPS && tlsSettings != nil {
+		if client, err = p.clientFor(tlsSettings); err != nil {
+			return Result{Reason: ReasonTLS}
 		}
 	}
 	resp, err := client.Do(req)

@@ -4,6 +4,8 @@
 package probe
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -41,11 +43,35 @@ type Target struct {
 	// Expected lists the statuses that count as success (HTTP(S) only).
 	Expected []StatusRange
 
+	// Headers are set on each HTTP request.
+	Headers []Header
+	// TLS, when set, replaces the default certificate verification (HTTPS only).
+	TLS *TLS
+
 	// Round, when set, makes this target a probe round over the endpoints of a
 	// Service: each endpoint is probed (Scheme, Path, Timeout and Expected apply to
 	// each) and the round fails when at least FailurePercent of them fail. URL and
 	// Address are then unused.
 	Round *Round
+}
+
+// Header is an HTTP request header. Its value may be a credential: it is never
+// logged nor returned.
+type Header struct{ Name, Value string }
+
+// TLS says how an HTTPS target's certificate is verified.
+type TLS struct {
+	// CAPEM holds PEM CA certificates; empty means the system roots.
+	CAPEM []byte
+	// ServerName is the name the certificate must carry; empty means the URL's host.
+	ServerName string
+	// InsecureSkipVerify turns verification off.
+	InsecureSkipVerify bool
+}
+
+// key identifies the TLS settings, so that targets that share them share connections.
+func (t *TLS) key() string {
+	return fmt.Sprintf("%x|%s|%t", sha256.Sum256(t.CAPEM), t.ServerName, t.InsecureSkipVerify)
 }
 
 // Round is a probe round over the endpoints of a Service.
@@ -147,4 +173,9 @@ func Accepts(ranges []StatusRange, code int) bool {
 		}
 	}
 	return false
+}
+
+// ValidCAPEM reports whether pem holds at least one PEM certificate.
+func ValidCAPEM(pem []byte) bool {
+	return x509.NewCertPool().AppendCertsFromPEM(pem)
 }

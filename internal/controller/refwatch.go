@@ -1,0 +1,159 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
+)
+
+// refKind is the kind of object a breaker may reference.
+type refKind string
+
+const (
+	refSecret    refKind = "secrets"
+	refConfigMap refKind = "configmaps"
+)
+
+// ref names a Secret or ConfigMap in a breaker's namespace.
+type ref struct {
+	kind      refKind
+	namespace string
+	name      string
+}
+
+// refWatcher watches exactly the Secrets and ConfigMaps that breakers
+// reference, each through its own list+watch restricted by a field selector on
+// its name, rather than caching every Secret of the cluster. When a watched
+// object changes, the breakers that use it are enqueued.
+type refWatcher struct {
+	client  kubernetes.Interface
+	mu      sync.Mutex
+	ctx     context.Context
+	enqueue func(types.NamespacedName)
+	watches map[ref]*refWatch
+	uses    map[types.NamespacedName][]ref
+}
+
+type refWatch struct {
+	informer toolscache.SharedIndexInformer
+	stop     context.CancelFunc
+	users    map[types.NamespacedName]struct{}
+}
+
+func newRefWatcher(client kubernetes.Interface) *refWatcher {
+	return &refWatcher{
+		client:  client,
+		ctx:     context.Background(),
+		watches: map[ref]*refWatch{},
+		uses:    map[types.NamespacedName][]ref{},
+	}
+}
+
+// start sets the context watches run under and the function that enqueues a breaker.
+func (w *refWatcher) start(ctx context.Context, enqueue func(types.NamespacedName)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ctx, w.enqueue = ctx, enqueue
+}
+
+// use records that breaker references exactly refs, starting watches for new
+// references and stopping those no breaker uses any more.
+func (w *refWatcher) use(breaker types.NamespacedName, refs []ref) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.uses[breaker] {
+		if rw := w.watches[r]; rw != nil {
+			delete(rw.users, breaker)
+			if len(rw.users) == 0 {
+				rw.stop()
+				delete(w.watches, r)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		delete(w.uses, breaker)
+		return
+	}
+	w.uses[breaker] = refs
+	for _, r := range refs {
+		rw := w.watches[r]
+		if rw == nil {
+			rw = w.watch(r)
+			w.watches[r] = rw
+		}
+		rw.users[breaker] = struct{}{}
+	}
+}
+
+func (w *refWatcher) watch(r ref) *refWatch {
+	lw := toolscache.NewListWatchFromClient(w.client.CoreV1().RESTClient(), string(r.kind), r.namespace,
+		fields.OneTermEqualSelector("metadata.name", r.name))
+	var obj runtime.Object = &corev1.Secret{}
+	if r.kind == refConfigMap {
+		obj = &corev1.ConfigMap{}
+	}
+	informer := toolscache.NewSharedIndexInformer(lw, obj, 0, toolscache.Indexers{})
+	rw := &refWatch{informer: informer, users: map[types.NamespacedName]struct{}{}}
+	notify := func(any) { w.notify(r) }
+	_, _ = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    notify,
+		UpdateFunc: func(_, obj any) { notify(obj) },
+		DeleteFunc: notify,
+	})
+	ctx, cancel := context.WithCancel(w.ctx)
+	rw.stop = cancel
+	go informer.RunWithContext(ctx)
+	return rw
+}
+
+func (w *refWatcher) notify(r ref) {
+	w.mu.Lock()
+	rw := w.watches[r]
+	var users []types.NamespacedName
+	if rw != nil {
+		for u := range rw.users {
+			users = append(users, u)
+		}
+	}
+	enqueue := w.enqueue
+	w.mu.Unlock()
+	for _, u := range users {
+		if enqueue != nil {
+			enqueue(u)
+		}
+	}
+}
+
+// get returns the watched object, waiting briefly for a new watch to fill.
+// found is false when it does not exist.
+func (w *refWatcher) get(ctx context.Context, r ref) (obj any, found bool, err error) {
+	w.mu.Lock()
+	rw := w.watches[r]
+	w.mu.Unlock()
+	if rw == nil {
+		return nil, false, fmt.Errorf("%s %s/%s is not watched", r.kind, r.namespace, r.name)
+	}
+	if !rw.informer.HasSynced() {
+		syncCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if !toolscache.WaitForCacheSync(syncCtx.Done(), rw.informer.HasSynced) {
+			return nil, false, fmt.Errorf("watch of %s %s/%s did not sync", r.kind, r.namespace, r.name)
+		}
+	}
+	return rw.informer.GetStore().GetByKey(r.namespace + "/" + r.name)
+}
+
+// watched returns how many objects are watched (for tests).
+func (w *refWatcher) watched() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.watches)
+}
