@@ -11,6 +11,12 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
+// Label names shared by every series of a breaker.
+const (
+	labelNamespace = "namespace"
+	labelName      = "name"
+)
+
 // States are the values of the state label.
 var States = []string{"Closed", "Open", "HalfOpen"}
 
@@ -19,38 +25,38 @@ var (
 	State = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "circuitbreaker_state",
 		Help: "Current state of the circuit breaker: 1 for the current state, 0 for the others.",
-	}, []string{"namespace", "name", "state"})
+	}, []string{labelNamespace, labelName, "state"})
 
 	// Transitions counts state changes.
 	Transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "circuitbreaker_transitions_total",
 		Help: "State transitions of the circuit breaker.",
-	}, []string{"namespace", "name", "from", "to"})
+	}, []string{labelNamespace, labelName, "from", "to"})
 
 	// Probes counts probes by result (success or failure).
 	Probes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "circuitbreaker_probes_total",
 		Help: "Probes sent by the circuit breaker, by result.",
-	}, []string{"namespace", "name", "result"})
+	}, []string{labelNamespace, labelName, "result"})
 
 	// ProbeFailures counts failed probes by reason.
 	ProbeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "circuitbreaker_probe_failures_total",
-		Help: "Failed probes of the circuit breaker, by reason (timeout, connection_refused, dns, tls, http_status, denied, other).",
-	}, []string{"namespace", "name", "reason"})
+		Help: "Failed probes of the circuit breaker, by reason (timeout, connection_refused, dns, tls, http_status, denied, no_endpoints, other).",
+	}, []string{labelNamespace, labelName, "reason"})
 
 	// ProbeDuration observes how long probes take.
 	ProbeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "circuitbreaker_probe_duration_seconds",
 		Help:    "Duration of the circuit breaker's probes.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-	}, []string{"namespace", "name"})
+	}, []string{labelNamespace, labelName})
 
 	// ConsecutiveFailures mirrors status.consecutiveFailures.
 	ConsecutiveFailures = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "circuitbreaker_consecutive_failures",
 		Help: "Consecutive failed probes of the circuit breaker.",
-	}, []string{"namespace", "name"})
+	}, []string{labelNamespace, labelName})
 )
 
 func init() {
@@ -87,7 +93,7 @@ func ObserveProbe(namespace, name string, success bool, reason string, d time.Du
 
 // Forget deletes every series of a breaker, so a deleted breaker leaves none behind.
 func Forget(namespace, name string) {
-	labels := prometheus.Labels{"namespace": namespace, "name": name}
+	labels := prometheus.Labels{labelNamespace: namespace, labelName: name}
 	State.DeletePartialMatch(labels)
 	Transitions.DeletePartialMatch(labels)
 	Probes.DeletePartialMatch(labels)
