@@ -55,6 +55,8 @@ FUZZTIME ?= 10s
 .PHONY: fuzz-smoke
 fuzz-smoke: ## Run each fuzz target briefly (seeds are committed under testdata/fuzz).
 	go test ./internal/breaker -run '^$$' -fuzz '^FuzzMachine$$' -fuzztime $(FUZZTIME)
+	go test ./internal/probe -run '^$$' -fuzz '^FuzzParseURL$$' -fuzztime $(FUZZTIME)
+	go test ./internal/probe -run '^$$' -fuzz '^FuzzParseStatusRanges$$' -fuzztime $(FUZZTIME)
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need no control plane.
@@ -63,6 +65,13 @@ test-unit: ## Run the tests that need no control plane.
 .PHONY: test-e2e
 test-e2e: envtest-assets build ## Run the black-box e2e tests: bin/manager and kubectl against a local control plane.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/e2e/ -v -count=1 -timeout 30m
+
+DEMO_SECONDS ?= 0
+.PHONY: demo
+demo: envtest-assets build ## Show the operator at work on a local control plane, no cluster needed (Ctrl-C stops it; DEMO_SECONDS=N stops it after N s).
+	go build -o bin/demo-target ./cmd/demo-target
+	go build -o bin/demo ./cmd/demo
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/demo --seconds=$(DEMO_SECONDS)
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint linter.

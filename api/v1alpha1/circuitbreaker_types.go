@@ -58,6 +58,7 @@ type Target struct {
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['http', 'https', 'tcp']",message="url scheme must be http, https or tcp"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="url must name a host"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() != 'tcp' || url(self).getPort() != ''",message="a tcp url must name a port, such as tcp://host:5432"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][-A-Za-z0-9+.]*://[^/?#]*:0*(0|[7-9][0-9]{4}|6[6-9][0-9]{3}|65[6-9][0-9]{2}|655[4-9][0-9]|6553[6-9]|[0-9]{6,})([/?#].*)?$')",message="url port must be from 1 to 65535"
 	URL string `json:"url,omitempty"`
 
 	// service probes every ready endpoint of a Service in the breaker's namespace,

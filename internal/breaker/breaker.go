@@ -136,13 +136,14 @@ func WakeAfter(s Status, now time.Time) time.Duration {
 
 // NextProbe says when the next probe is due, given when the last one started
 // (zero if none is known). Open circuits send no probes (ok is false). A circuit
-// that changed state after the last probe started (it went HalfOpen, or was
-// reset) is probed at once; otherwise probes start interval apart.
+// that went HalfOpen after the last probe started sends its trial at once;
+// otherwise probes start interval apart, whatever a probe's outcome did to the
+// state (a circuit closed by its last trial, or reset by hand, keeps the cadence).
 func NextProbe(s Status, lastStart time.Time, interval time.Duration, now time.Time) (at time.Time, ok bool) {
 	if s.State == Open {
 		return time.Time{}, false
 	}
-	if lastStart.IsZero() || s.LastTransitionTime.After(lastStart) {
+	if lastStart.IsZero() || (s.State == HalfOpen && s.LastTransitionTime.After(lastStart)) {
 		return now, true
 	}
 	next := lastStart.Add(interval)

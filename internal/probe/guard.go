@@ -46,7 +46,13 @@ func parsePrefixes(cidrs []string) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p.Masked())
+		p = p.Masked()
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			// Allowed unmaps the address it judges, so an IPv4-mapped prefix must be
+			// unmapped too, or it would never match.
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }

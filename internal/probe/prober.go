@@ -83,7 +83,7 @@ type Prober struct {
 	client    *http.Client
 	userAgent string
 
-	mu     sync.Mutex
+	mu    sync.Mutex
 	byTLS map[string]*http.Client
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,8 +121,8 @@ func ParseURL(raw string, timeout time.Duration) (Target, error) {
 	default:
 		return Target{}, fmt.Errorf("url scheme %q is not http, https or tcp", u.Scheme)
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return Target{}, fmt.Errorf("url port %q is not a port number", port)
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return Target{}, fmt.Errorf("url port %q is not a port number from 1 to 65535", port)
 	}
 	t.Address = net.JoinHostPort(u.Hostname(), port)
 	return t, nil
@@ -131,7 +132,7 @@ func ParseURL(raw string, timeout time.Duration) (Target, error) {
 // An empty list yields DefaultStatuses.
 func ParseStatusRanges(specs []string) ([]StatusRange, error) {
 	if len(specs) == 0 {
-		return DefaultStatuses, nil
+		return slices.Clone(DefaultStatuses), nil
 	}
 	out := make([]StatusRange, 0, len(specs))
 	for _, s := range specs {

@@ -1,0 +1,504 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+)
+
+// Timing in these tests is generous: the machine may be loaded. Waits for
+// something that must happen are long; checks that something did not happen
+// wait a short while and can only miss a fault, never invent one.
+const (
+	waitLimit = 5 * time.Second
+	quietFor  = 300 * time.Millisecond
+)
+
+// fakeDoer records the probes it is asked to send. A probe of an address with
+// the prefix "block" waits until release is closed or its context ends; one
+// with the prefix "slow" waits slowFor. Every other probe returns at once.
+type fakeDoer struct {
+	release chan struct{}
+	slowFor time.Duration
+	started chan string
+
+	mu          sync.Mutex
+	calls       []probeCall
+	inFlight    int
+	maxInFlight int
+}
+
+type probeCall struct {
+	address string
+	at      time.Time
+}
+
+func newFakeDoer() *fakeDoer {
+	return &fakeDoer{release: make(chan struct{}), slowFor: 2 * time.Second, started: make(chan string, 1000)}
+}
+
+func (d *fakeDoer) Probe(ctx context.Context, t Target) Result {
+	d.mu.Lock()
+	d.calls = append(d.calls, probeCall{address: t.Address, at: time.Now()})
+	d.inFlight++
+	d.maxInFlight = max(d.maxInFlight, d.inFlight)
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.inFlight--
+		d.mu.Unlock()
+	}()
+	d.started <- t.Address
+
+	switch {
+	case strings.HasPrefix(t.Address, "block"):
+		select {
+		case <-d.release:
+		case <-ctx.Done():
+			return Result{Reason: ReasonTimeout}
+		}
+	case strings.HasPrefix(t.Address, "slow"):
+		select {
+		case <-time.After(d.slowFor):
+		case <-ctx.Done():
+			return Result{Reason: ReasonTimeout}
+		}
+	}
+	// The Runner must replace Start with its own.
+	return Result{Start: time.Unix(1, 0), Latency: time.Millisecond, Success: true, Reason: ReasonOK}
+}
+
+func (d *fakeDoer) callCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.calls)
+}
+
+func (d *fakeDoer) callsTo(address string) []probeCall {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []probeCall
+	for _, c := range d.calls {
+		if c.address == address {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// startRunner returns a started Runner and the channel its notifications arrive on.
+func startRunner(t *testing.T, d *fakeDoer, maxInFlight int) (*Runner, chan Key) {
+	t.Helper()
+	r := NewRunner(d, maxInFlight)
+	notified := make(chan Key, 1000)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r.Start(ctx, func(k Key) { notified <- k })
+	return r, notified
+}
+
+func runnerKey(name string) Key { return Key{Namespace: "ns", Name: name} }
+
+func tcpTarget(address string) Target {
+	return Target{Scheme: TCP, Address: address, Timeout: time.Second}
+}
+
+func waitStarted(t *testing.T, d *fakeDoer, address string) {
+	t.Helper()
+	select {
+	case got := <-d.started:
+		if got != address {
+			t.Fatalf("probe of %q started, want %q", got, address)
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("probe of %q did not start within %v", address, waitLimit)
+	}
+}
+
+func waitNotified(t *testing.T, notified <-chan Key, want Key) {
+	t.Helper()
+	select {
+	case got := <-notified:
+		if got != want {
+			t.Fatalf("notified of %v, want %v", got, want)
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("no notification for %v within %v", want, waitLimit)
+	}
+}
+
+func expectNoNotification(t *testing.T, notified <-chan Key) {
+	t.Helper()
+	select {
+	case got := <-notified:
+		t.Fatalf("unexpected notification for %v", got)
+	case <-time.After(quietFor):
+	}
+}
+
+func expectNoProbe(t *testing.T, d *fakeDoer) {
+	t.Helper()
+	select {
+	case got := <-d.started:
+		t.Fatalf("unexpected probe of %q", got)
+	case <-time.After(quietFor):
+	}
+}
+
+func TestRunnerFiresAScheduledProbeAtItsTime(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+	at := time.Now().Add(400 * time.Millisecond)
+
+	r.Schedule(k, "spec", tcpTarget("a"), at)
+	waitNotified(t, notified, k)
+
+	calls := d.callsTo("a")
+	g.Expect(calls).To(HaveLen(1))
+	g.Expect(calls[0].at).NotTo(BeTemporally("<", at), "the probe started early")
+	g.Expect(calls[0].at).To(BeTemporally("<", at.Add(2*time.Second)), "the probe started far too late")
+}
+
+func TestRunnerFiresATimeInThePastAtOnce(t *testing.T) {
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(-time.Hour))
+	waitNotified(t, notified, runnerKey("a"))
+}
+
+func TestRunnerKeepsTheResultUntilAcknowledged(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	_, ok := r.Pending(k, "spec")
+	g.Expect(ok).To(BeFalse(), "a result before any probe")
+	g.Expect(r.LastStart(k, "spec")).To(BeZero())
+
+	before := time.Now()
+	r.Schedule(k, "spec", tcpTarget("a"), before)
+	waitNotified(t, notified, k)
+
+	res, ok := r.Pending(k, "spec")
+	g.Expect(ok).To(BeTrue())
+	g.Expect(res.Success).To(BeTrue())
+	g.Expect(res.Reason).To(Equal(ReasonOK))
+	g.Expect(res.Start).To(BeTemporally(">=", before), "the Runner stamps the start itself")
+	g.Expect(r.LastStart(k, "spec")).To(Equal(res.Start))
+
+	again, ok := r.Pending(k, "spec")
+	g.Expect(ok).To(BeTrue(), "reading a result does not consume it")
+	g.Expect(again).To(Equal(res))
+	_, ok = r.Pending(k, "other-spec")
+	g.Expect(ok).To(BeFalse(), "a result is only given for its own spec")
+	_, ok = r.Pending(runnerKey("b"), "spec")
+	g.Expect(ok).To(BeFalse(), "a result is only given for its own key")
+	g.Expect(r.LastStart(k, "other-spec")).To(BeZero())
+
+	r.Ack(k, res.Start.Add(time.Nanosecond))
+	_, ok = r.Pending(k, "spec")
+	g.Expect(ok).To(BeTrue(), "an Ack of another start leaves the result")
+
+	r.Ack(runnerKey("unknown"), res.Start)
+	r.Ack(k, res.Start)
+	_, ok = r.Pending(k, "spec")
+	g.Expect(ok).To(BeFalse(), "the acknowledged result is gone")
+	g.Expect(r.LastStart(k, "spec")).To(Equal(res.Start), "lastStart outlives the Ack")
+}
+
+func TestRunnerNotifiesOncePerResult(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+	for i := range 3 {
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		waitNotified(t, notified, k)
+		res, ok := r.Pending(k, "spec")
+		g.Expect(ok).To(BeTrue(), "round %d", i)
+		r.Ack(k, res.Start)
+	}
+	expectNoNotification(t, notified)
+	g.Expect(d.callCount()).To(Equal(3))
+}
+
+func TestRunnerWithoutStartProbesButNotifiesNoOne(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r := NewRunner(d, 4)
+	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now())
+	waitStarted(t, d, "a")
+	g.Eventually(func() bool {
+		_, ok := r.Pending(runnerKey("a"), "spec")
+		return ok
+	}, waitLimit, 10*time.Millisecond).Should(BeTrue())
+}
+
+func TestRunnerScheduleIsANoOpWhileAProbeIsInFlight(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now())
+	waitStarted(t, d, "block-a")
+	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now())
+	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now().Add(time.Millisecond))
+	expectNoProbe(t, d)
+
+	close(d.release)
+	waitNotified(t, notified, k)
+	expectNoProbe(t, d)
+	g.Expect(d.callCount()).To(Equal(1))
+}
+
+func TestRunnerScheduleIsANoOpWhileAResultIsPending(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+	waitNotified(t, notified, k)
+	waitStarted(t, d, "a")
+
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+	expectNoProbe(t, d)
+	res, ok := r.Pending(k, "spec")
+	g.Expect(ok).To(BeTrue())
+
+	r.Ack(k, res.Start)
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+	waitStarted(t, d, "a")
+	waitNotified(t, notified, k)
+}
+
+func TestRunnerScheduleMovesAWaitingTimer(t *testing.T) {
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(200*time.Millisecond))
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(time.Hour))
+	expectNoProbe(t, d)
+
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+	waitStarted(t, d, "a")
+	waitNotified(t, notified, k)
+}
+
+func TestRunnerNewSpecDropsEarlierTimers(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, _ := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	r.Schedule(k, "old", tcpTarget("old"), time.Now().Add(100*time.Millisecond))
+	r.Schedule(k, "new", tcpTarget("new"), time.Now().Add(time.Hour))
+	expectNoProbe(t, d)
+	g.Expect(r.Len()).To(Equal(1))
+}
+
+func TestRunnerNewSpecDropsAnInFlightResult(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	r.Schedule(k, "old", tcpTarget("block-old"), time.Now())
+	waitStarted(t, d, "block-old")
+	r.Schedule(k, "new", tcpTarget("block-new"), time.Now().Add(time.Hour))
+	close(d.release)
+	expectNoNotification(t, notified)
+	_, ok := r.Pending(k, "old")
+	g.Expect(ok).To(BeFalse(), "the old spec's result was kept")
+	_, ok = r.Pending(k, "new")
+	g.Expect(ok).To(BeFalse(), "the old spec's result was given to the new one")
+	g.Expect(r.LastStart(k, "new")).To(BeZero())
+
+	// The new spec is not held up by the old probe.
+	r.Schedule(k, "new", tcpTarget("new"), time.Now())
+	waitStarted(t, d, "new")
+	waitNotified(t, notified, k)
+	_, ok = r.Pending(k, "new")
+	g.Expect(ok).To(BeTrue())
+}
+
+func TestRunnerNewSpecDropsAPendingResult(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	r.Schedule(k, "old", tcpTarget("old"), time.Now())
+	waitNotified(t, notified, k)
+	r.Schedule(k, "new", tcpTarget("new"), time.Now())
+	_, ok := r.Pending(k, "old")
+	g.Expect(ok).To(BeFalse())
+	waitNotified(t, notified, k)
+	g.Expect(d.callsTo("new")).To(HaveLen(1), "the pending result of the old spec held up the new one")
+}
+
+func TestRunnerPauseCancelsATimer(t *testing.T) {
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond))
+	r.Pause(k)
+	r.Pause(runnerKey("unknown"))
+	expectNoProbe(t, d)
+
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+	waitStarted(t, d, "a")
+	waitNotified(t, notified, k)
+}
+
+func TestRunnerPauseLetsAnInFlightProbeDeliver(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now())
+	waitStarted(t, d, "block-a")
+	r.Pause(k)
+	close(d.release)
+	waitNotified(t, notified, k)
+	_, ok := r.Pending(k, "spec")
+	g.Expect(ok).To(BeTrue())
+}
+
+func TestRunnerForgetDropsEverything(t *testing.T) {
+	t.Run("a waiting timer", func(t *testing.T) {
+		g := NewWithT(t)
+		d := newFakeDoer()
+		r, _ := startRunner(t, d, 4)
+		r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond))
+		r.Forget(runnerKey("a"))
+		g.Expect(r.Len()).To(BeZero())
+		expectNoProbe(t, d)
+	})
+	t.Run("a pending result", func(t *testing.T) {
+		g := NewWithT(t)
+		d := newFakeDoer()
+		r, notified := startRunner(t, d, 4)
+		r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now())
+		waitNotified(t, notified, runnerKey("a"))
+		r.Forget(runnerKey("a"))
+		_, ok := r.Pending(runnerKey("a"), "spec")
+		g.Expect(ok).To(BeFalse())
+		g.Expect(r.LastStart(runnerKey("a"), "spec")).To(BeZero())
+		g.Expect(r.Len()).To(BeZero())
+	})
+	t.Run("an in-flight result", func(t *testing.T) {
+		g := NewWithT(t)
+		d := newFakeDoer()
+		r, notified := startRunner(t, d, 4)
+		r.Schedule(runnerKey("a"), "spec", tcpTarget("block-a"), time.Now())
+		waitStarted(t, d, "block-a")
+		r.Forget(runnerKey("a"))
+		close(d.release)
+		expectNoNotification(t, notified)
+		_, ok := r.Pending(runnerKey("a"), "spec")
+		g.Expect(ok).To(BeFalse())
+		g.Expect(r.Len()).To(BeZero(), "the finished probe brought its breaker back")
+	})
+	t.Run("only its own key", func(t *testing.T) {
+		g := NewWithT(t)
+		d := newFakeDoer()
+		r, notified := startRunner(t, d, 4)
+		r.Schedule(runnerKey("b"), "spec", tcpTarget("b"), time.Now().Add(200*time.Millisecond))
+		r.Forget(runnerKey("a"))
+		waitNotified(t, notified, runnerKey("b"))
+		g.Expect(r.Len()).To(Equal(1))
+	})
+}
+
+func TestRunnerStopsItsTimersWhenItsContextEnds(t *testing.T) {
+	d := newFakeDoer()
+	r := NewRunner(d, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	notified := make(chan Key, 10)
+	r.Start(ctx, func(k Key) { notified <- k })
+	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(200*time.Millisecond))
+	cancel()
+	expectNoProbe(t, d)
+	expectNoNotification(t, notified)
+}
+
+func TestRunnerBoundsTheProbesInFlight(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 2)
+	for i := range 6 {
+		name := fmt.Sprintf("block-%d", i)
+		r.Schedule(runnerKey(name), "spec", tcpTarget(name), time.Now())
+	}
+	for range 2 {
+		select {
+		case <-d.started:
+		case <-time.After(waitLimit):
+			t.Fatal("the first two probes did not start")
+		}
+	}
+	expectNoProbe(t, d)
+
+	close(d.release)
+	for range 6 {
+		select {
+		case <-notified:
+		case <-time.After(waitLimit):
+			t.Fatal("not every probe finished")
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g.Expect(d.calls).To(HaveLen(6))
+	g.Expect(d.maxInFlight).To(Equal(2))
+}
+
+func TestRunnerSlowProbesDoNotDelayFastOnes(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 64)
+	for i := range 20 {
+		name := fmt.Sprintf("slow-%d", i)
+		r.Schedule(runnerKey(name), "spec", tcpTarget(name), time.Now())
+	}
+	for range 20 {
+		select {
+		case <-d.started:
+		case <-time.After(waitLimit):
+			t.Fatal("the slow probes did not all start")
+		}
+	}
+
+	start := time.Now()
+	fast := map[Key]bool{}
+	for i := range 20 {
+		k := runnerKey(fmt.Sprintf("fast-%d", i))
+		fast[k] = true
+		r.Schedule(k, "spec", tcpTarget(k.Name), start)
+	}
+	// The slow probes take 2s; the fast ones must not wait for them.
+	deadline := time.After(time.Second)
+	for len(fast) > 0 {
+		select {
+		case k := <-notified:
+			g.Expect(fast).To(HaveKey(k), "a slow probe finished first")
+			delete(fast, k)
+		case <-deadline:
+			t.Fatalf("%d fast probes had not finished after %v", len(fast), time.Since(start))
+		}
+	}
+	t.Logf("20 fast probes finished in %v beside 20 slow ones", time.Since(start))
+}
