@@ -58,6 +58,8 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"not a url", `{target: {url: "just words"}}`, []string{"spec.target.url", "absolute URL"}},
 		{"url without host", `{target: {url: "http:///healthz"}}`, []string{"spec.target.url"}},
 		{"relative url", `{target: {url: "/healthz"}}`, []string{"spec.target.url", "must name a host"}},
+		{"port zero", `{target: {url: "tcp://db.example.com:0"}}`, []string{"spec.target.url", "port must be from 1 to 65535"}},
+		{"port too big", `{target: {url: "http://h:70000/x"}}`, []string{"spec.target.url"}},
 		{"tcp without port", `{target: {url: "tcp://db.example.com"}}`, []string{"spec.target.url", "port"}},
 		{"url too long", `{target: {url: "http://h/` + strings.Repeat("a", 2100) + `"}}`, []string{"spec.target.url", "2048"}},
 		{"threshold zero", `{target: {url: "http://h"}, threshold: 0}`, []string{"spec.threshold", "greater than or equal to 1"}},
