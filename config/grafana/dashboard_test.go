@@ -563,10 +563,10 @@ func (l *lexer) peekAt(n int) byte {
 
 func (l *lexer) skipSpaceAndComments() {
 	for !l.done() {
-		switch c := l.peek(); {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		switch l.peek() {
+		case ' ', '\t', '\n', '\r':
 			l.pos++
-		case c == '#':
+		case '#':
 			for !l.done() && l.peek() != '\n' {
 				l.pos++
 			}
