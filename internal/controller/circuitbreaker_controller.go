@@ -43,6 +43,9 @@ const (
 	ReasonTargetUnresolvable = "TargetUnresolvable"
 )
 
+// conflictRetry is how soon a reconcile whose status write conflicted runs again.
+const conflictRetry = 20 * time.Millisecond
+
 // Event reasons, one per kind of transition.
 const (
 	EventCircuitOpened     = "CircuitOpened"
@@ -116,6 +119,12 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		// the request is retried with the result still pending, so nothing is lost.
 		patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
 		if err := r.Status().Patch(ctx, cb, patch); err != nil {
+			if apierrors.IsConflict(err) {
+				// Our cache was behind; the probe result is still pending, so a
+				// retry on a fresh read records it.
+				logf.FromContext(ctx).V(1).Info("Status write conflicted, retrying")
+				return ctrl.Result{RequeueAfter: conflictRetry}, nil
+			}
 			return ctrl.Result{}, err
 		}
 	}

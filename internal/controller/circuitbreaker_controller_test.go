@@ -300,3 +300,33 @@ func findCondition(cb *circuitv1alpha1.CircuitBreaker, t string) *metav1.Conditi
 	}
 	return nil
 }
+
+// Concurrent writes to the breaker's metadata make status writes conflict; every
+// probe result must still be counted exactly once.
+func TestConflictingWritesLoseNoProbeResult(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	startOperator(t, ns)
+	tg := newTarget(t)
+	tg.healthy.Store(false)
+	spec := breakerSpec(tg.url("/conflict"))
+	spec.Threshold = 5
+	spec.Timeout = "1h"
+	createBreaker(t, ns, "conflict", spec)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			cb := &circuitv1alpha1.CircuitBreaker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "conflict"}}
+			patch := fmt.Appendf(nil, `{"metadata":{"annotations":{"example.com/noise":"%d"}}}`, i)
+			_ = k8sClient.Patch(ctx, cb, client.RawPatch("application/merge-patch+json", patch))
+			time.Sleep(15 * time.Millisecond)
+		}
+	}()
+	cb := waitState(t, ns, "conflict", circuitv1alpha1.StateOpen, 20*time.Second)
+	cancel()
+	g.Expect(cb.Status.ConsecutiveFailures).To(Equal(int32(5)))
+	time.Sleep(500 * time.Millisecond)
+	g.Expect(tg.count("/conflict")).To(Equal(5), "exactly threshold probes, each counted once")
+}
