@@ -27,14 +27,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
-	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
 // These tests serve metrics as cmd/manager does by default: over HTTPS behind
@@ -243,46 +240,14 @@ func startSecureOperator(t *testing.T, ns string) string {
 	managerCfg := rest.AnonymousClientConfig(cfg)
 	managerCfg.BearerToken = token
 	addr := freeLoopbackAddr(t)
-	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
-		Scheme: scheme,
-		Metrics: metricsserver.Options{
-			BindAddress:    addr,
-			SecureServing:  true,
-			FilterProvider: filters.WithAuthenticationAndAuthorization,
-			// An empty directory: the server makes its own self-signed certificate.
-			CertDir: t.TempDir(),
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
-		},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-	})
-	if err != nil {
-		t.Fatalf("creating manager: %v", err)
-	}
-	guard, err := probe.NewGuard(probe.DefaultDenyCIDRs, nil, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, UserAgent: "breaker-operator/test"}), 1024)
-	r := &CircuitBreakerReconciler{
-		Client:                  mgr.GetClient(),
-		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
-		Runner:                  runner,
-		MaxConcurrentReconciles: 4,
-		SkipNameValidation:      true,
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatalf("setting up controller: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	op := &operator{cancel: cancel, done: make(chan struct{}), runner: runner}
-	go func() {
-		defer close(op.done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	t.Cleanup(op.stop)
+	startOperatorWith(t, ns, operatorOptions{config: managerCfg, metrics: &metricsserver.Options{
+		BindAddress:    addr,
+		SecureServing:  true,
+		FilterProvider: filters.WithAuthenticationAndAuthorization,
+		// An empty directory: the server makes its own self-signed certificate.
+		CertDir: t.TempDir(),
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}})
 
 	metricsURL := "https://" + addr + "/metrics"
 	NewWithT(t).Eventually(func(g Gomega) {

@@ -121,7 +121,11 @@ func startOperatorWithDial(t *testing.T, ns string, dial probe.DialContextFunc) 
 }
 
 type operatorOptions struct {
-	dial probe.DialContextFunc
+	// config is the manager's client configuration; the suite's admin by default.
+	config *rest.Config
+	// metrics configures the metrics server; off by default.
+	metrics *metricsserver.Options
+	dial    probe.DialContextFunc
 	// denyLoopback runs the guard as in production, without --probe-allow-loopback.
 	denyLoopback bool
 }
@@ -129,9 +133,16 @@ type operatorOptions struct {
 func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator {
 	t.Helper()
 	dial := opts.dial
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	managerCfg, metrics := cfg, metricsserver.Options{BindAddress: "0"}
+	if opts.config != nil {
+		managerCfg = opts.config
+	}
+	if opts.metrics != nil {
+		metrics = *opts.metrics
+	}
+	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
+		Metrics:                metrics,
 		HealthProbeBindAddress: "0",
 		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
 	})
