@@ -51,7 +51,7 @@ func (c *cidrList) Set(v string) error {
 }
 
 func main() {
-	var metricsAddr, probeAddr string
+	var metricsAddr, probeAddr, leaderElectionNamespace string
 	var enableLeaderElection, secureMetrics, enableHTTP2, allowLoopback, showVersion bool
 	var maxProbes, maxReconciles int
 	denyCIDRs := cidrList(probe.DefaultDenyCIDRs)
@@ -62,6 +62,9 @@ func main() {
 	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
 		"Enable leader election for controller manager. "+
 			"Enabling this will ensure there is only one active controller manager.")
+	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "",
+		"Namespace of the leader election lease. Defaults to the manager's own namespace in a cluster, "+
+			"and to \"default\" when the manager runs outside one.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true,
 		"If set, the metrics endpoint is served securely via HTTPS, with authentication and authorization. Use --metrics-secure=false to use HTTP instead.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false,
@@ -105,12 +108,13 @@ func main() {
 	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsServerOptions,
-		WebhookServer:          webhook.NewServer(webhook.Options{TLSOpts: tlsOpts}),
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         enableLeaderElection,
-		LeaderElectionID:       "breaker-operator.circuit.resilience.dev",
+		Scheme:                  scheme,
+		Metrics:                 metricsServerOptions,
+		WebhookServer:           webhook.NewServer(webhook.Options{TLSOpts: tlsOpts}),
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          enableLeaderElection,
+		LeaderElectionID:        "breaker-operator.circuit.resilience.dev",
+		LeaderElectionNamespace: leaseNamespace(leaderElectionNamespace),
 		// Release the lease on a clean shutdown so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
 		// Managed fields are never read here; dropping them keeps the cache small.
@@ -124,6 +128,7 @@ func main() {
 	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent()})
 	if err := (&controller.CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
 		Runner:                  probe.NewRunner(prober, maxProbes),
 		MaxConcurrentReconciles: maxReconciles,
@@ -146,4 +151,20 @@ func main() {
 		setupLog.Error(err, "Problem running manager")
 		os.Exit(1)
 	}
+}
+
+// inClusterNamespaceFile holds the namespace of a pod's service account.
+const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// leaseNamespace is where the leader election lease lives: the flag's value,
+// else the pod's namespace in a cluster, else "default" (a manager run from a
+// workstation or in tests, where controller-runtime would refuse to start).
+func leaseNamespace(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if _, err := os.Stat(inClusterNamespaceFile); err == nil {
+		return "" // controller-runtime reads it
+	}
+	return "default"
 }

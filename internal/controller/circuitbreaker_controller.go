@@ -43,9 +43,6 @@ const (
 	ReasonTargetUnresolvable = "TargetUnresolvable"
 )
 
-// conflictRetry is how soon a reconcile whose status write conflicted runs again.
-const conflictRetry = 20 * time.Millisecond
-
 // Event reasons, one per kind of transition.
 const (
 	EventCircuitOpened     = "CircuitOpened"
@@ -57,6 +54,8 @@ const (
 // CircuitBreakerReconciler reconciles a CircuitBreaker object.
 type CircuitBreakerReconciler struct {
 	client.Client
+	// APIReader reads around the cache, when a conflict shows the cache is behind.
+	APIReader client.Reader
 	Recorder events.EventRecorder
 	Runner   *probe.Runner
 	// Clock tells the time; tests may inject a fake one.
@@ -109,27 +108,47 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, nil
 	}
 
-	orig := cb.DeepCopy()
-	out, err := r.reconcile(ctx, cb, key, r.now())
+	now := r.now()
+	out, err := r.reconcileAndWrite(ctx, cb, key, now)
+	if apierrors.IsConflict(err) && r.APIReader != nil {
+		// The cache is behind our own writes (after an API server outage its watch
+		// may take a while to come back): decide again from a fresh read. The probe
+		// result is still pending, so nothing is lost either way.
+		logf.FromContext(ctx).V(1).Info("Status write conflicted, retrying on a fresh read")
+		cb = &circuitv1alpha1.CircuitBreaker{}
+		if err := r.APIReader.Get(ctx, req.NamespacedName, cb); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		out, err = r.reconcileAndWrite(ctx, cb, key, now)
+	}
 	if err != nil {
+		// Conflicts included: retried with backoff, the result still pending.
 		return ctrl.Result{}, err
 	}
-	if !equality.Semantic.DeepEqual(orig.Status, cb.Status) {
-		// Optimistic locking: a write based on a stale read fails with a conflict and
-		// the request is retried with the result still pending, so nothing is lost.
-		patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
-		if err := r.Status().Patch(ctx, cb, patch); err != nil {
-			if apierrors.IsConflict(err) {
-				// Our cache was behind; the probe result is still pending, so a
-				// retry on a fresh read records it.
-				logf.FromContext(ctx).V(1).Info("Status write conflicted, retrying")
-				return ctrl.Result{RequeueAfter: conflictRetry}, nil
-			}
-			return ctrl.Result{}, err
-		}
-	}
 	r.afterWrite(ctx, cb, key, out)
-	return ctrl.Result{RequeueAfter: out.wake}, nil
+	// The wake-up is due at a fixed time; the write took some of the wait.
+	return ctrl.Result{RequeueAfter: remaining(out.wake, r.Clock.Since(now))}, nil
+}
+
+// reconcileAndWrite decides and, if the status changed, writes it with
+// optimistic locking: a write based on a stale read fails with a conflict.
+func (r *CircuitBreakerReconciler) reconcileAndWrite(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker,
+	key probe.Key, now time.Time) (outcome, error) {
+	orig := cb.DeepCopy()
+	out, err := r.reconcile(ctx, cb, key, now)
+	if err != nil || equality.Semantic.DeepEqual(orig.Status, cb.Status) {
+		return out, err
+	}
+	return out, r.Status().Patch(ctx, cb, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+}
+
+// remaining is what is left of wait after elapsed: zero stays zero (no
+// wake-up), and a wake-up already due is asked for at once.
+func remaining(wait, elapsed time.Duration) time.Duration {
+	if wait <= 0 {
+		return 0
+	}
+	return max(wait-elapsed, time.Nanosecond)
 }
 
 // reconcile moves the breaker's status forward to now. It changes only cb.Status.

@@ -156,6 +156,7 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), 1024)
 	r := &CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
 		Runner:                  runner,
 		MaxConcurrentReconciles: 4,

@@ -1,0 +1,107 @@
+// Command demo-target is a tiny HTTP service for `make demo` that can be made
+// to fail and recover: GET /healthz answers 200 while it is healthy and 503
+// while it is broken.
+//
+// Break and heal it with
+//
+//	curl -X POST http://127.0.0.1:8090/break
+//	curl -X POST http://127.0.0.1:8090/heal
+//
+// or with the signals SIGUSR1 (break) and SIGUSR2 (heal). GET /state reports
+// the state and how many health checks it answered.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// target is the service's state; the handlers and signals share it.
+type target struct {
+	broken atomic.Bool
+	checks atomic.Int64
+}
+
+func (t *target) set(broken bool, via string) {
+	if t.broken.Swap(broken) != broken {
+		log.Printf("Target is now %s (via %s)", stateName(broken), via)
+	}
+}
+
+func stateName(broken bool) string {
+	if broken {
+		return "broken"
+	}
+	return "healthy"
+}
+
+func (t *target) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		t.checks.Add(1)
+		if t.broken.Load() {
+			http.Error(w, "broken", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	control := func(broken bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			t.set(broken, r.Method+" "+r.URL.Path)
+			_, _ = fmt.Fprintln(w, stateName(broken))
+		}
+	}
+	// GET as well, so a browser can flip it too.
+	for _, m := range []string{"GET", "POST"} {
+		mux.HandleFunc(m+" /break", control(true))
+		mux.HandleFunc(m+" /heal", control(false))
+	}
+	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintf(w, "%s, %d health checks answered\n", stateName(t.broken.Load()), t.checks.Load())
+	})
+	return mux
+}
+
+func main() {
+	addr := flag.String("listen", "127.0.0.1:8090", "Address to serve /healthz and the control endpoints on.")
+	broken := flag.Bool("broken", false, "Start broken.")
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("demo-target: ")
+
+	t := &target{}
+	t.broken.Store(*broken)
+	srv := &http.Server{Addr: *addr, Handler: t.routes(), ReadHeaderTimeout: 5 * time.Second}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			switch s {
+			case syscall.SIGUSR1:
+				t.set(true, "SIGUSR1")
+			case syscall.SIGUSR2:
+				t.set(false, "SIGUSR2")
+			default:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = srv.Shutdown(ctx)
+				cancel()
+				return
+			}
+		}
+	}()
+
+	log.Printf("Serving http://%s/healthz (%s); POST /break or /heal to change it", *addr, stateName(*broken))
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+}

@@ -1,0 +1,201 @@
+// Command demo is `make demo`: it shows the operator at work without a
+// cluster. It brings up a local control plane (test/localcp), installs the
+// CRDs, starts the manager and a demo target that can be broken and healed,
+// applies config/samples, prints how to drive it, and watches the breakers
+// with `kubectl get cb -w` until Ctrl-C (or --seconds), when it stops
+// everything it started and removes its data.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/resilience-dev/breaker-operator/test/localcp"
+)
+
+// config holds the flags; the defaults fit a run from the repository root.
+type config struct {
+	seconds      int
+	kubeconfig   string
+	manager      string
+	managerLog   string
+	target       string
+	targetListen string
+	crds         string
+	samples      string
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.seconds, "seconds", 0, "Stop by itself after this many seconds; 0 runs until Ctrl-C.")
+	flag.StringVar(&c.kubeconfig, "kubeconfig-out", "bin/demo.kubeconfig", "Where to write the local control plane's kubeconfig.")
+	flag.StringVar(&c.manager, "manager", "bin/manager", "The manager binary.")
+	flag.StringVar(&c.managerLog, "manager-log", "bin/demo-manager.log", "Where the manager's log goes.")
+	flag.StringVar(&c.target, "target", "bin/demo-target", "The demo target binary.")
+	flag.StringVar(&c.targetListen, "target-listen", "127.0.0.1:8090", "Where the demo target listens; config/samples probes http://127.0.0.1:8090/healthz.")
+	flag.StringVar(&c.crds, "crds", "config/crd/bases", "The CRD manifests.")
+	flag.StringVar(&c.samples, "samples", "config/samples", "The kustomization of sample breakers.")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if c.seconds > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(c.seconds)*time.Second)
+		defer cancel()
+	}
+	if err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func say(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+
+// run does the demo; every deferred step undoes one that succeeded, so an
+// error or Ctrl-C at any point leaves nothing behind.
+func run(ctx context.Context, c config) error {
+	for _, bin := range []string{c.manager, c.target} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%w (run `make demo`, which builds it)", err)
+		}
+	}
+	if err := checkFree(c.targetListen); err != nil {
+		return err
+	}
+	kubeconfig, err := filepath.Abs(c.kubeconfig)
+	if err != nil {
+		return err
+	}
+
+	say("Starting a local control plane (etcd and kube-apiserver on 127.0.0.1)")
+	cp, err := localcp.Start(ctx, localcp.Options{KubeconfigPath: kubeconfig})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("Stopping the control plane and removing its data")
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+		}
+	}()
+	kubectl := func(args ...string) error {
+		cmd := cp.Kubectl(ctx, args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		return cmd.Run()
+	}
+
+	say("Installing the CRDs: kubectl apply -f %s", c.crds)
+	if err := kubectl("apply", "-f", c.crds); err != nil {
+		return err
+	}
+	if err := kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/circuitbreakers.circuit.resilience.dev"); err != nil {
+		return err
+	}
+
+	say("Starting the demo target on http://%s/healthz", c.targetListen)
+	target, err := localcp.StartProcess("demo-target", c.target, []string{"--listen", c.targetListen}, os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(target)
+
+	say("Starting the manager (log: %s)", c.managerLog)
+	manager, err := startManager(c, kubeconfig)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(manager)
+
+	say("Applying the samples: kubectl apply -k %s", c.samples)
+	if err := kubectl("apply", "-k", c.samples); err != nil {
+		return err
+	}
+
+	printHelp(c, cp, target.Pid())
+
+	watch, err := localcp.StartProcess("kubectl", cp.KubectlPath,
+		cp.KubectlArgs("get", "circuitbreakers", "--all-namespaces", "--watch"), os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(watch)
+
+	select {
+	case <-ctx.Done():
+		fmt.Println()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			say("%d seconds are up", c.seconds)
+		}
+		return nil
+	case <-manager.Exited():
+		return fmt.Errorf("the manager exited (%v); see %s", manager.Err(), c.managerLog)
+	case <-target.Exited():
+		return fmt.Errorf("the demo target exited (%v)", target.Err())
+	case <-watch.Exited():
+		return fmt.Errorf("kubectl get --watch exited (%v)", watch.Err())
+	}
+}
+
+func startManager(c config, kubeconfig string) (*localcp.Process, error) {
+	log, err := os.Create(c.managerLog)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = log.Close() }()
+	return localcp.StartProcess("manager", c.manager, []string{
+		"--kubeconfig", kubeconfig,
+		// The demo target listens on loopback, which probes refuse by default.
+		"--probe-allow-loopback",
+		"--health-probe-bind-address=0",
+		"--metrics-bind-address=0",
+	}, log)
+}
+
+func printHelp(c config, cp *localcp.ControlPlane, targetPID int) {
+	base := "http://" + c.targetListen
+	fmt.Printf(`
+The operator is running. In another shell, from this directory:
+
+  Point kubectl at the local control plane (the kubectl %[1]s built for it):
+    export KUBECONFIG=%[2]s
+    alias kubectl=%[3]s
+
+  Break the target (user-api opens after spec.threshold failed probes):
+    curl -X POST %[4]s/break        or: kill -USR1 %[5]d
+  Heal it (HalfOpen once spec.timeout has passed, then Closed):
+    curl -X POST %[4]s/heal         or: kill -USR2 %[5]d
+  Reset an Open breaker by hand:
+    kubectl annotate cb user-api circuit.resilience.dev/reset="$(date +%%s)" --overwrite
+  See why it changed:
+    kubectl describe cb user-api
+
+  Manager log: %[6]s
+
+Watching the breakers (kubectl get cb -w). Press Ctrl-C to stop everything.
+
+`, localcp.K8sVersion, cp.KubeconfigPath, cp.KubectlPath, base, targetPID, c.managerLog)
+}
+
+func stopProcess(p *localcp.Process) {
+	if err := p.Stop(15 * time.Second); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+	}
+}
+
+// checkFree fails early, with a clear message, if the target's address is taken.
+func checkFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("the demo target cannot listen on %s: %w (is another demo running?)", addr, err)
+	}
+	return l.Close()
+}
