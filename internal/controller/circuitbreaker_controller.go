@@ -56,8 +56,8 @@ type CircuitBreakerReconciler struct {
 	client.Client
 	// APIReader reads around the cache, when a conflict shows the cache is behind.
 	APIReader client.Reader
-	Recorder events.EventRecorder
-	Runner   *probe.Runner
+	Recorder  events.EventRecorder
+	Runner    *probe.Runner
 	// Clock tells the time; tests may inject a fake one.
 	Clock clock.PassiveClock
 	// MaxConcurrentReconciles bounds the reconcile workers (default 4).
