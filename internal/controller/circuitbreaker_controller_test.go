@@ -58,7 +58,8 @@ func TestFullCycleOpensHalfOpensReopensAndCloses(t *testing.T) {
 		g.Expect(cb.Status.State).To(Equal(circuitv1alpha1.StateOpen))
 		g.Expect(cb.Status.OpenedAt.Time).To(BeTemporally(">", firstOpenedAt.Add(2*time.Second)))
 	}).WithTimeout(10 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
-	g.Expect(eventReasons(g, ns, "cycle")).To(ContainElement("Normal/CircuitHalfOpened"))
+	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "cycle") }).
+		WithTimeout(5 * time.Second).Should(ContainElement("Normal/CircuitHalfOpened"))
 
 	// Heal: the next trial closes it and the counters return to zero.
 	tg.healthy.Store(true)
@@ -152,7 +153,8 @@ func TestRestartedManagerGoesHalfOpenAtNextRetryTime(t *testing.T) {
 	g.Expect(halfOpenSeen).To(BeTemporally(">=", nextRetry))
 	// Not a full timeout after the restart: within a generous margin of nextRetryTime.
 	g.Expect(halfOpenSeen.Sub(nextRetry)).To(BeNumerically("<", 1500*time.Millisecond))
-	g.Expect(eventReasons(g, ns, "restart")).To(ContainElement("Normal/CircuitHalfOpened"))
+	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "restart") }).
+		WithTimeout(5 * time.Second).Should(ContainElement("Normal/CircuitHalfOpened"))
 }
 
 func TestHangingTargetsDoNotDelayHealthyBreakers(t *testing.T) {
