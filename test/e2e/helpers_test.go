@@ -264,6 +264,19 @@ type manager struct {
 // until its health endpoint answers. Its log is printed if the test fails.
 func startManager(t testing.TB, name string, extraArgs ...string) *manager {
 	t.Helper()
+	// Targets are test servers on 127.0.0.1.
+	return startManagerWith(t, name, append([]string{"--probe-allow-loopback"}, extraArgs...)...)
+}
+
+// startGuardedManager starts the manager as it runs in production: its probe
+// guard refuses loopback.
+func startGuardedManager(t testing.TB, name string) *manager {
+	t.Helper()
+	return startManagerWith(t, name)
+}
+
+func startManagerWith(t testing.TB, name string, extraArgs ...string) *manager {
+	t.Helper()
 	port, err := localcp.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -277,8 +290,6 @@ func startManager(t testing.TB, name string, extraArgs ...string) *manager {
 	defer func() { _ = logFile.Close() }()
 	args := append([]string{
 		"--kubeconfig", env.cp.KubeconfigPath,
-		// Targets are test servers on 127.0.0.1.
-		"--probe-allow-loopback",
 		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(port),
 		"--metrics-bind-address", "0",
 		"--zap-log-level", "debug",
