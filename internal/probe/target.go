@@ -114,6 +114,11 @@ func ParseURL(raw string, timeout time.Duration) (Target, error) {
 			port = map[Scheme]string{HTTP: "80", HTTPS: "443"}[t.Scheme]
 		}
 		t.URL = u.String()
+		// The request is built from this string; one that does not parse back
+		// (odd escapes in an IPv6 zone, say) would fail every probe obscurely.
+		if _, err := url.Parse(t.URL); err != nil {
+			return Target{}, errors.New("url is not a valid URL")
+		}
 	case TCP:
 		if port == "" {
 			return Target{}, errors.New("a tcp url must name a port")
