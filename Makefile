@@ -84,6 +84,21 @@ lint: golangci-lint ## Run golangci-lint linter.
 lint-fix: golangci-lint ## Run golangci-lint linter and perform fixes.
 	"$(GOLANGCI_LINT)" run --fix
 
+##@ Benchmark
+
+# Flags for the benchmark, e.g. BENCH_ARGS="-n 1000" or BENCH_ARGS="-n 5000 -keep"; `bin/bench -h` lists them.
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: envtest-assets ## Run the scale and isolation benchmark (N = 100, 1000, 5000; under 15 minutes) and write docs/benchmarks.md.
+	go build -o bin/bench ./test/bench
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/bench -out docs/benchmarks.md $(BENCH_ARGS)
+
+.PHONY: bench-smoke
+bench-smoke: envtest-assets ## Run the benchmark's one-minute smoke run (N = 50) and print its table.
+	go build -o bin/bench ./test/bench
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/bench -smoke $(BENCH_ARGS)
+
 ##@ Build
 
 .PHONY: build

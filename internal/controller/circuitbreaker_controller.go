@@ -75,7 +75,8 @@ type outcome struct {
 	transitions []breaker.Transition
 	// probed is the probe result that this reconcile recorded, if any.
 	probed *probe.Result
-	// nextProbe is when to probe next; zero when no probe is due (Open or invalid).
+	// nextProbe is when to probe next: for an Open circuit, its trial at
+	// nextRetryTime; zero when nothing is to be probed (invalid).
 	nextProbe time.Time
 	settings  settings
 	valid     bool
@@ -83,6 +84,9 @@ type outcome struct {
 	reset bool
 	// wake is when the next timed move is due (Open to HalfOpen); zero if none.
 	wake time.Duration
+	// again asks for another reconcile at once: the trial's result waits for
+	// the HalfOpen this reconcile records.
+	again bool
 }
 
 // +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers,verbs=get;list;watch
@@ -126,6 +130,9 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	r.afterWrite(ctx, cb, key, out)
+	if out.again {
+		return ctrl.Result{RequeueAfter: time.Nanosecond}, nil
+	}
 	// The wake-up is due at a fixed time; the write took some of the wait.
 	return ctrl.Result{RequeueAfter: remaining(out.wake, r.Clock.Since(now))}, nil
 }
@@ -196,20 +203,29 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 		cb.Status.LastHandledReset = v
 		out.reset = true
 	}
-	record(breaker.Advance(s, cfg.policy, now))
+	wasOpen := s.State == breaker.Open
+	record(breaker.Advance(s, cfg.policy, r.halfOpenTime(s, key, cfg.specID, now)))
 	if res, ok := r.Runner.Pending(key, cfg.specID); ok {
-		out.probed = &res
-		// A probe that was under way when the breaker was reset must not count
-		// against the fresh circuit.
-		if !out.reset {
+		switch {
+		case wasOpen && s.State == breaker.HalfOpen:
+			// The trial came back before this reconcile recorded HalfOpen: record
+			// HalfOpen on its own first, so that it is seen before the trial's
+			// outcome. The result stays pending for the next reconcile.
+			out.again = true
+		case out.reset:
+			// A probe that was under way when the breaker was reset must not count
+			// against the fresh circuit.
+			out.probed = &res
+		default:
+			out.probed = &res
 			record(breaker.Observe(s, cfg.policy, res.Success, now))
 		}
 	}
 	before := cb.Status.DeepCopy()
 	statusToAPI(s, &cb.Status)
 	if out.probed != nil && cb.Spec.Target.Service != nil {
-		cb.Status.Endpoints, cb.Status.EndpointsFailing = endpointStatuses(cb.Status.Endpoints, out.probed.Endpoints, svc.refs)
-		cb.Status.EndpointsTotal = int32(len(out.probed.Endpoints))
+		cb.Status.Endpoints, cb.Status.EndpointsTotal, cb.Status.EndpointsFailing =
+			endpointStatuses(cb.Status.Endpoints, out.probed.Endpoints, svc.refs)
 	}
 	if cb.Spec.Target.Service == nil {
 		cb.Status.Endpoints, cb.Status.EndpointsTotal, cb.Status.EndpointsFailing = nil, 0, 0
@@ -225,9 +241,31 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 
 	if at, ok := breaker.NextProbe(s, r.Runner.LastStart(key, cfg.specID), cfg.interval, now); ok {
 		out.nextProbe = at
+	} else if s.State == breaker.Open {
+		// The trial leaves on the runner's own timer the moment the timeout is
+		// over, not when a reconcile worker has found time to record HalfOpen:
+		// with many breakers due at once, the status writes queue up, the trials
+		// need not. Nothing is sent before nextRetryTime.
+		out.nextProbe = s.NextRetryTime
 	}
 	out.wake = breaker.WakeAfter(s, now)
 	return out, nil
+}
+
+// halfOpenTime is the time to advance an Open breaker's state machine to: now,
+// unless its trial has already left (at or after nextRetryTime, on the
+// runner's timer), in which case the circuit went HalfOpen when the trial
+// started. Recording that time keeps lastTransitionTime honest and makes the
+// trial count as the HalfOpen state's first probe, so the next one follows an
+// interval later rather than at once.
+func (r *CircuitBreakerReconciler) halfOpenTime(s breaker.Status, key probe.Key, specID string, now time.Time) time.Time {
+	if s.State != breaker.Open || s.NextRetryTime.IsZero() {
+		return now
+	}
+	if start := r.Runner.LastStart(key, specID); !start.Before(s.NextRetryTime) && start.Before(now) {
+		return start.UTC().Truncate(time.Microsecond)
+	}
+	return now
 }
 
 // notProbing records why the breaker cannot probe. Its state stays as it is (a

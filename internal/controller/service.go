@@ -131,9 +131,10 @@ func compareEndpoints(a, b probe.Endpoint) int {
 }
 
 // endpointStatuses turns a round's results into status.endpoints, carrying
-// each endpoint's failure count forward from the previous status.
+// each endpoint's failure count forward from the previous status. Endpoints
+// that left the Service while the round was under way are not reported.
 func endpointStatuses(prev []circuitv1alpha1.EndpointStatus, results []probe.EndpointResult,
-	refs map[probe.Endpoint]*corev1.ObjectReference) (eps []circuitv1alpha1.EndpointStatus, failing int32) {
+	refs map[probe.Endpoint]*corev1.ObjectReference) (eps []circuitv1alpha1.EndpointStatus, total, failing int32) {
 	before := map[probe.Endpoint]int32{}
 	for _, e := range prev {
 		before[probe.Endpoint{Address: e.Address, Port: e.Port}] = e.ConsecutiveFailures
@@ -141,6 +142,10 @@ func endpointStatuses(prev []circuitv1alpha1.EndpointStatus, results []probe.End
 	sorted := slices.Clone(results)
 	slices.SortFunc(sorted, func(a, b probe.EndpointResult) int { return compareEndpoints(a.Endpoint, b.Endpoint) })
 	for _, res := range sorted {
+		if _, current := refs[res.Endpoint]; !current {
+			continue
+		}
+		total++
 		st := circuitv1alpha1.EndpointStatus{
 			Address: res.Address, Port: res.Port, LastResult: circuitv1alpha1.ProbeSuccess, Reason: res.Reason,
 		}
@@ -156,7 +161,7 @@ func endpointStatuses(prev []circuitv1alpha1.EndpointStatus, results []probe.End
 			eps = append(eps, st)
 		}
 	}
-	return eps, failing
+	return eps, total, failing
 }
 
 // targetSummary is what the TARGET column shows: the URL without credentials,

@@ -14,11 +14,12 @@ type Doer interface {
 	Probe(ctx context.Context, t Target) Result
 }
 
-// Runner sends probes at the times it is asked to, each in its own goroutine
-// (at most a bounded number at once), so that a hanging target never holds up a
-// reconcile worker or another breaker's probe. When a probe finishes, the
-// Runner keeps its result and calls notify; the reconciler then reads the result
-// with Pending, records it, acknowledges it with Ack and asks for the next probe.
+// Runner sends probes at the times it is asked to, never earlier, each in its
+// own goroutine (at most a bounded number at once), so that a hanging target
+// never holds up a reconcile worker or another breaker's probe. When a probe
+// finishes, the Runner keeps its result and calls notify; the reconciler then
+// reads the result with Pending, records it, acknowledges it with Ack and asks
+// for the next probe.
 type Runner struct {
 	doer   Doer
 	sem    chan struct{}
@@ -38,7 +39,7 @@ type item struct {
 	timer    *time.Timer
 	at       time.Time
 	inFlight bool
-	// lastStart is when the last probe for this spec started.
+	// lastStart is when the last probe for this spec started, in flight or done.
 	lastStart time.Time
 	pending   *Result
 }
@@ -85,11 +86,11 @@ func (r *Runner) Schedule(key Key, specID string, target Target, at time.Time) {
 	}
 	it.at = at
 	epoch := it.epoch
-	it.timer = time.AfterFunc(time.Until(at), func() { r.fire(key, epoch) })
+	it.timer = time.AfterFunc(time.Until(at), func() { r.fire(key, epoch, at) })
 }
 
-// Pause cancels a scheduled probe of key (an Open circuit sends none). A probe in
-// flight finishes; its result is still delivered.
+// Pause cancels a scheduled probe of key (a breaker that cannot be probed as
+// specified sends none). A probe in flight finishes; its result is still delivered.
 func (r *Runner) Pause(key Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -119,7 +120,8 @@ func (r *Runner) Ack(key Key, start time.Time) {
 	}
 }
 
-// LastStart returns when the last probe of key for specID started, or the zero time.
+// LastStart returns when the last probe of key for specID started, whether it
+// is still in flight or not, or the zero time.
 func (r *Runner) LastStart(key Key, specID string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -163,7 +165,7 @@ func (r *Runner) itemFor(key Key, specID string) *item {
 	return it
 }
 
-func (r *Runner) fire(key Key, epoch uint64) {
+func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 	r.mu.Lock()
 	it, ok := r.items[key]
 	if !ok || it.epoch != epoch || it.inFlight || it.timer == nil {
@@ -180,7 +182,20 @@ func (r *Runner) fire(key Key, epoch uint64) {
 	case <-ctx.Done():
 		return
 	}
+	// Timers run on the monotonic clock, and at may be a wall-clock time read
+	// from status: a probe that must not start before a deadline (an Open
+	// circuit's trial, at nextRetryTime) waits out any difference.
+	if early := time.Until(at); early > 0 {
+		time.Sleep(early)
+	}
+	// The start is taken and recorded under the lock: a reconciler that reads
+	// LastStart without seeing this probe knows that it started later than that.
+	r.mu.Lock()
 	start := time.Now()
+	if it, ok := r.items[key]; ok && it.epoch == epoch {
+		it.lastStart = start
+	}
+	r.mu.Unlock()
 	res := r.doer.Probe(ctx, target)
 	<-r.sem
 	res.Start = start
@@ -190,7 +205,6 @@ func (r *Runner) fire(key Key, epoch uint64) {
 	current := ok && it.epoch == epoch
 	if current {
 		it.inFlight = false
-		it.lastStart = start
 		it.pending = &res
 	}
 	notify := r.notify

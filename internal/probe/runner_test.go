@@ -502,3 +502,35 @@ func TestRunnerSlowProbesDoNotDelayFastOnes(t *testing.T) {
 	}
 	t.Logf("20 fast probes finished in %v beside 20 slow ones", time.Since(start))
 }
+
+func TestRunnerLastStartIsKnownWhileAProbeIsInFlight(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	before := time.Now()
+	r.Schedule(k, "spec", tcpTarget("block-a"), before)
+	waitStarted(t, d, "block-a")
+	inFlight := r.LastStart(k, "spec")
+	g.Expect(inFlight).To(BeTemporally(">=", before), "the start of the probe in flight")
+	close(d.release)
+	waitNotified(t, notified, k)
+	res, ok := r.Pending(k, "spec")
+	g.Expect(ok).To(BeTrue())
+	g.Expect(res.Start).To(Equal(inFlight), "the result carries the same start")
+}
+
+func TestRunnerNeverStartsAProbeBeforeItsTime(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+
+	at := time.Now().Add(200 * time.Millisecond)
+	r.Schedule(k, "spec", tcpTarget("a"), at)
+	waitNotified(t, notified, k)
+	res, ok := r.Pending(k, "spec")
+	g.Expect(ok).To(BeTrue())
+	g.Expect(res.Start).NotTo(BeTemporally("<", at))
+}

@@ -1,0 +1,108 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+)
+
+// holdingRecorder keeps the reconcile worker that emits an Event with the
+// given reason for a while, as a worker is kept when many status writes queue
+// up in front of the API server.
+type holdingRecorder struct {
+	events.EventRecorder
+	reason string
+	hold   time.Duration
+}
+
+func (r holdingRecorder) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
+	r.EventRecorder.Eventf(regarding, related, eventtype, reason, action, note, args...)
+	if reason == r.reason {
+		time.Sleep(r.hold)
+	}
+}
+
+// startOperatorWithOneHeldWorker runs the controller with a single reconcile
+// worker that is held for hold after each CircuitOpened Event.
+func startOperatorWithOneHeldWorker(t *testing.T, ns string, hold time.Duration) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+	})
+	if err != nil {
+		t.Fatalf("creating manager: %v", err)
+	}
+	guard, err := probe.NewGuard(probe.DefaultDenyCIDRs, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &CircuitBreakerReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder: holdingRecorder{EventRecorder: mgr.GetEventRecorder("circuitbreaker-controller"),
+			reason: EventCircuitOpened, hold: hold},
+		Runner:                  probe.NewRunner(probe.New(probe.Options{Guard: guard, UserAgent: "breaker-operator/test"}), 16),
+		MaxConcurrentReconciles: 1,
+		SkipNameValidation:      true,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatalf("setting up controller: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// With many breakers due at once, the status writes that record HalfOpen queue
+// up behind each other; the trial probes must not queue with them.
+func TestTrialLeavesAtNextRetryTimeWhileTheWorkerIsBusy(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	// The only worker is held well past the timeout by the reconcile that opens the circuit.
+	const hold = 3 * time.Second
+	startOperatorWithOneHeldWorker(t, ns, hold)
+	tg := newTarget(t)
+	tg.healthy.Store(false)
+	spec := breakerSpec(tg.url("/trial"))
+	spec.Threshold = 1
+	spec.Timeout = "1s"
+	createBreaker(t, ns, "trial", spec)
+
+	open := waitState(t, ns, "trial", circuitv1alpha1.StateOpen, 10*time.Second)
+	openedAt, nextRetry := open.Status.OpenedAt.Time, open.Status.NextRetryTime.Time
+	tg.healthy.Store(true)
+	closed := waitState(t, ns, "trial", circuitv1alpha1.StateClosed, 15*time.Second)
+
+	var trial time.Time
+	for _, at := range tg.arrivals("/trial") {
+		if at.After(openedAt) {
+			trial = at
+			break
+		}
+	}
+	g.Expect(trial).To(BeTemporally(">=", nextRetry), "no probe while Open")
+	g.Expect(trial).To(BeTemporally("<", openedAt.Add(hold)), "the trial waited for the busy worker")
+	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "trial") }).WithTimeout(5 * time.Second).
+		Should(ContainElements("Normal/CircuitHalfOpened", "Normal/CircuitClosed"))
+	// The circuit went HalfOpen when its trial left, not when the worker got to record it.
+	g.Expect(closed.Status.LastTransitionTime.Time).To(BeTemporally(">=", openedAt.Add(hold)))
+}
