@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -128,6 +129,10 @@ type operatorOptions struct {
 	dial    probe.DialContextFunc
 	// denyLoopback runs the guard as in production, without --probe-allow-loopback.
 	denyLoopback bool
+	// workers is the number of reconcile workers; 4 by default.
+	workers int
+	// wrapRecorder, if set, wraps the manager's event recorder.
+	wrapRecorder func(events.EventRecorder) events.EventRecorder
 }
 
 func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator {
@@ -154,12 +159,20 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		t.Fatal(err)
 	}
 	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), 1024)
+	var recorder events.EventRecorder = mgr.GetEventRecorder("circuitbreaker-controller")
+	if opts.wrapRecorder != nil {
+		recorder = opts.wrapRecorder(recorder)
+	}
+	workers := opts.workers
+	if workers == 0 {
+		workers = 4
+	}
 	r := &CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
-		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
+		Recorder:                recorder,
 		Runner:                  runner,
-		MaxConcurrentReconciles: 4,
+		MaxConcurrentReconciles: workers,
 		SkipNameValidation:      true,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {

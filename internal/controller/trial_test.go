@@ -1,19 +1,14 @@
 package controller
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
-	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
 // holdingRecorder keeps the reconcile worker that emits an Event with the
@@ -36,40 +31,9 @@ func (r holdingRecorder) Eventf(regarding, related runtime.Object, eventtype, re
 // worker that is held for hold after each CircuitOpened Event.
 func startOperatorWithOneHeldWorker(t *testing.T, ns string, hold time.Duration) {
 	t.Helper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-	})
-	if err != nil {
-		t.Fatalf("creating manager: %v", err)
-	}
-	guard, err := probe.NewGuard(probe.DefaultDenyCIDRs, nil, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &CircuitBreakerReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder: holdingRecorder{EventRecorder: mgr.GetEventRecorder("circuitbreaker-controller"),
-			reason: EventCircuitOpened, hold: hold},
-		Runner:                  probe.NewRunner(probe.New(probe.Options{Guard: guard, UserAgent: "breaker-operator/test"}), 16),
-		MaxConcurrentReconciles: 1,
-		SkipNameValidation:      true,
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatalf("setting up controller: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	startOperatorWith(t, ns, operatorOptions{workers: 1, wrapRecorder: func(r events.EventRecorder) events.EventRecorder {
+		return holdingRecorder{EventRecorder: r, reason: EventCircuitOpened, hold: hold}
+	}})
 }
 
 // With many breakers due at once, the status writes that record HalfOpen queue
