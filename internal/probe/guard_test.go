@@ -23,9 +23,9 @@ func mustGuard(t *testing.T, deny, allow []string, allowLoopback bool) *Guard {
 }
 
 func TestGuardAllowed(t *testing.T) {
-	strict := mustGuard(t, DefaultDenyCIDRs, nil, false)
-	withLoopback := mustGuard(t, DefaultDenyCIDRs, nil, true)
-	allowList := mustGuard(t, DefaultDenyCIDRs, []string{"10.0.0.0/8", "fd00::/8", "127.0.0.0/8"}, false)
+	strict := mustGuard(t, nil, nil, false)
+	withLoopback := mustGuard(t, nil, nil, true)
+	allowList := mustGuard(t, nil, []string{"10.0.0.0/8", "fd00::/8", "127.0.0.0/8"}, false)
 	denyInsideAllow := mustGuard(t, []string{"10.0.0.0/24"}, []string{"10.0.0.0/8"}, true)
 	unmasked := mustGuard(t, []string{"10.1.2.3/8"}, nil, true)
 	mappedPrefixes := mustGuard(t, []string{"::ffff:192.0.2.0/120"}, []string{"::ffff:192.0.2.0/120", "::ffff:198.51.100.0/120"}, true)
@@ -64,7 +64,21 @@ func TestGuardAllowed(t *testing.T) {
 		{name: "deny CIDR with host bits set denies the whole network", guard: unmasked, addr: "10.200.0.1"},
 		{name: "deny CIDR with host bits set leaves other networks", guard: unmasked, addr: "11.0.0.1", want: true},
 		{name: "IPv4-mapped address in a denied network is refused", guard: denyInsideAllow, addr: "::ffff:10.0.0.5"},
-		{name: "a custom deny list replaces the default one", guard: unmasked, addr: "169.254.169.254", want: true},
+		{name: "a custom deny list adds to the built-in one", guard: unmasked, addr: "169.254.169.254"},
+		{name: "AWS IPv6 metadata is always refused", guard: withLoopback, addr: "fd00:ec2::254"},
+		{name: "AWS IPv6 time sync is always refused", guard: withLoopback, addr: "fd00:ec2::23"},
+		{name: "Alibaba Cloud metadata is always refused", guard: withLoopback, addr: "100.100.100.200"},
+		{name: "Azure wire server is always refused", guard: withLoopback, addr: "168.63.129.16"},
+		{name: "Oracle Cloud metadata is always refused", guard: withLoopback, addr: "192.0.0.192"},
+		{name: "metadata is refused even inside an allow list", guard: mustGuard(t, nil, []string{"0.0.0.0/0", "::/0"}, true), addr: "100.100.100.200"},
+		{name: "a neighbour of Alibaba's metadata address is allowed", guard: strict, addr: "100.100.100.201", want: true},
+		{name: "NAT64 form of the metadata address is refused", guard: withLoopback, addr: "64:ff9b::a9fe:a9fe"},
+		{name: "IPv4-compatible form of the metadata address is refused", guard: withLoopback, addr: "::169.254.169.254"},
+		{name: "6to4 form of the metadata address is refused", guard: withLoopback, addr: "2002:a9fe:a9fe::1"},
+		{name: "NAT64 form of loopback is refused by default", guard: strict, addr: "64:ff9b::7f00:1"},
+		{name: "6to4 form of a denied network is refused", guard: denyInsideAllow, addr: "2002:0a00:0005::1"},
+		{name: "NAT64 form of a public address is allowed", guard: strict, addr: "64:ff9b::cb00:7107", want: true},
+		{name: "NAT64 form outside an allow list is refused", guard: allowList, addr: "64:ff9b::c0a8:101"},
 		{name: "IPv4-mapped deny prefix refuses the IPv4 address", guard: mappedPrefixes, addr: "192.0.2.1"},
 		{name: "IPv4-mapped deny prefix refuses the mapped address", guard: mappedPrefixes, addr: "::ffff:192.0.2.1"},
 		{name: "IPv4-mapped allow prefix admits the IPv4 address", guard: mappedPrefixes, addr: "198.51.100.1", want: true},
@@ -76,6 +90,23 @@ func TestGuardAllowed(t *testing.T) {
 			g.Expect(tt.guard.Allowed(netip.MustParseAddr(tt.addr))).To(Equal(tt.want))
 		})
 	}
+}
+
+func TestGuardRestrictNarrowsButNeverWidens(t *testing.T) {
+	g := NewWithT(t)
+	base := mustGuard(t, []string{"10.20.5.0/24"}, nil, false)
+	allowed, err := ParsePrefixes([]string{"10.20.0.0/16", " 192.168.5.0/24"})
+	g.Expect(err).NotTo(HaveOccurred())
+	ns := base.Restrict(allowed)
+	g.Expect(ns.Allowed(netip.MustParseAddr("10.20.1.1"))).To(BeTrue())
+	g.Expect(ns.Allowed(netip.MustParseAddr("192.168.5.9"))).To(BeTrue())
+	g.Expect(ns.Allowed(netip.MustParseAddr("10.21.0.1"))).To(BeFalse(), "outside the namespace's ranges")
+	g.Expect(ns.Allowed(netip.MustParseAddr("10.20.5.1"))).To(BeFalse(), "deny still wins")
+	g.Expect(ns.Allowed(netip.MustParseAddr("127.0.0.1"))).To(BeFalse(), "loopback stays refused")
+	g.Expect(base.Restrict(nil).Allowed(netip.MustParseAddr("10.20.1.1"))).To(BeFalse(), "an empty restriction allows nothing")
+	g.Expect(base.Allowed(netip.MustParseAddr("10.21.0.1"))).To(BeTrue(), "Restrict leaves the base guard alone")
+	open := (*Guard)(nil).Restrict(allowed)
+	g.Expect(open.Allowed(netip.MustParseAddr("10.21.0.1"))).To(BeFalse(), "a nil guard restricted still restricts")
 }
 
 func TestNilGuardAllowsEverything(t *testing.T) {
@@ -96,7 +127,7 @@ func TestNewGuardRefusesBadCIDRs(t *testing.T) {
 		{name: "deny entry without a prefix length", deny: []string{"169.254.169.254"}, wantErr: "deny list: "},
 		{name: "allow entry with too long a prefix", allow: []string{"10.0.0.0/33"}, wantErr: "allow list: "},
 		{name: "allow entry that is empty", allow: []string{""}, wantErr: "allow list: "},
-		{name: "one bad entry among good ones", deny: append([]string{"fe80::/129"}, DefaultDenyCIDRs...), wantErr: "deny list: "},
+		{name: "one bad entry among good ones", deny: append([]string{"fe80::/129"}, nil...), wantErr: "deny list: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,7 +140,7 @@ func TestNewGuardRefusesBadCIDRs(t *testing.T) {
 }
 
 func TestGuardControlJudgesTheDialledAddress(t *testing.T) {
-	guard := mustGuard(t, DefaultDenyCIDRs, nil, false)
+	guard := mustGuard(t, nil, nil, false)
 	tests := []struct {
 		name    string
 		address string
@@ -166,7 +197,7 @@ func TestProberWithGuardRefusesLoopbackBeforeConnecting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prober := New(Options{Guard: mustGuard(t, DefaultDenyCIDRs, nil, false)})
+	prober := New(Options{Guard: mustGuard(t, nil, nil, false)})
 
 	for _, raw := range []string{
 		srv.URL,                          // http://127.0.0.1:port

@@ -8,8 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"net/textproto"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -69,50 +73,68 @@ type Options struct {
 	// Guard refuses addresses; nil allows all.
 	Guard *Guard
 	// Dial replaces the network dialer. Tests use it to map cluster addresses to
-	// loopback listeners; production leaves it nil.
+	// loopback listeners; production leaves it nil. The guard still judges
+	// addresses that are IP literals.
 	Dial DialContextFunc
 	// UserAgent is sent with every HTTP probe.
 	UserAgent string
 }
 
-// Prober sends probes. It is safe for concurrent use; HTTP connections are
-// pooled per target so that steady probing costs one request, not one handshake.
-type Prober struct {
-	dial      DialContextFunc
-	transport *http.Transport
-	client    *http.Client
-	userAgent string
+// maxHeaderBytes caps a response's header block: a health check needs a few
+// hundred bytes, and net/http's default (10 MiB) lets a hostile target make
+// every probe cost megabytes.
+const maxHeaderBytes = 16 << 10
 
-	mu    sync.Mutex
-	byTLS map[string]*http.Client
+// errInformational aborts a request when the target answers 1xx: the probe is
+// judged on that status, and the connection is closed, never read further.
+var errInformational = errors.New("informational answer")
+
+// Prober sends probes. It is safe for concurrent use. HTTP connections are
+// pooled per target so that steady probing costs one request, not one
+// handshake; targets whose TLS settings or allowed ranges differ never share a
+// connection.
+type Prober struct {
+	guard     *Guard
+	baseDial  DialContextFunc
+	userAgent string
+	// plain serves targets with default TLS settings and no namespace restriction.
+	plain *http.Client
+
+	mu sync.Mutex
+	// shared holds the other clients, each with the number of targets that use
+	// it (see Retain); a client no target uses is dropped.
+	shared map[string]*sharedClient
+}
+
+type sharedClient struct {
+	client    *http.Client
+	transport *http.Transport
+	users     int
 }
 
 // New returns a Prober.
 func New(opts Options) *Prober {
-	dial := opts.Dial
-	if dial == nil {
-		d := &net.Dialer{KeepAlive: -1}
-		if opts.Guard != nil {
-			d.Control = opts.Guard.control
-		}
-		dial = d.DialContext
-	}
-	transport := &http.Transport{
-		DialContext:         dial,
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout: 0, // bounded by the probe's context
-		MaxIdleConns:        0,
-		MaxIdleConnsPerHost: 1,
-		IdleConnTimeout:     5 * time.Minute,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}
-	return &Prober{
-		dial:      dial,
+	p := &Prober{
+		guard:     opts.Guard,
+		baseDial:  opts.Dial,
 		userAgent: opts.UserAgent,
-		transport: transport,
-		client:    newClient(transport),
-		byTLS:     map[string]*http.Client{},
+		shared:    map[string]*sharedClient{},
+	}
+	p.plain = newClient(p.newTransport(opts.Guard))
+	return p
+}
+
+func (p *Prober) newTransport(g *Guard) *http.Transport {
+	return &http.Transport{
+		DialContext:            g.dialer(p.baseDial),
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:    0, // bounded by the probe's context
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    1,
+		IdleConnTimeout:        5 * time.Minute,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+		DisableCompression:     true,
+		ForceAttemptHTTP2:      false,
 	}
 }
 
@@ -124,28 +146,132 @@ func newClient(transport *http.Transport) *http.Client {
 	}
 }
 
-// clientFor returns a client that verifies certificates as settings say. Clients
-// are shared by targets with the same settings, so connections are reused.
-func (p *Prober) clientFor(settings *TLS) (*http.Client, error) {
-	key := settings.key()
+// guardFor is the guard a target's connections go through.
+func (p *Prober) guardFor(t Target) *Guard {
+	if !t.Restricted {
+		return p.guard
+	}
+	return p.guard.Restrict(t.Allowed)
+}
+
+// clientKey names the client an HTTP(S) target uses; empty is the plain one.
+func clientKey(t Target) string {
+	var key string
+	if settings := effectiveTLS(t); t.Scheme == HTTPS && settings != nil {
+		key = "tls:" + settings.key()
+	}
+	if t.Restricted {
+		key += "|allow:" + prefixesKey(t.Allowed)
+	}
+	return key
+}
+
+func prefixesKey(prefixes []netip.Prefix) string {
+	parts := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// effectiveTLS is the TLS settings a target's requests use: a Service round's
+// endpoints are dialled by IP but present the Service's name.
+func effectiveTLS(t Target) *TLS {
+	settings := t.TLS
+	if t.Round != nil && t.Round.ServerName != "" {
+		if settings == nil {
+			settings = &TLS{}
+		}
+		if settings.ServerName == "" {
+			withName := *settings
+			withName.ServerName = t.Round.ServerName
+			settings = &withName
+		}
+	}
+	return settings
+}
+
+// Retain records that a breaker probes t, so that the client it needs is kept
+// (and shared) until the matching Release.
+func (p *Prober) Retain(t Target) {
+	key := clientKey(t)
+	if key == "" || t.Scheme == TCP {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c, ok := p.byTLS[key]; ok {
-		return c, nil
+	if c, ok := p.shared[key]; ok {
+		c.users++
+		return
 	}
-	t := p.transport.Clone()
-	t.TLSClientConfig.ServerName = settings.ServerName
-	t.TLSClientConfig.InsecureSkipVerify = settings.InsecureSkipVerify //nolint:gosec // asked for, and reported in Ready
-	if len(settings.CAPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(settings.CAPEM) {
-			return nil, errors.New("the CA bundle holds no PEM certificate")
+	c, err := p.buildClient(t)
+	if err != nil {
+		return // the probe reports it
+	}
+	c.users = 1
+	p.shared[key] = c
+}
+
+// Release undoes one Retain of t; a client no breaker uses any more is dropped
+// with its idle connections.
+func (p *Prober) Release(t Target) {
+	key := clientKey(t)
+	if key == "" || t.Scheme == TCP {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.shared[key]
+	if !ok {
+		return
+	}
+	if c.users--; c.users <= 0 {
+		delete(p.shared, key)
+		c.transport.CloseIdleConnections()
+	}
+}
+
+// sharedClients returns how many non-plain clients are kept (for tests).
+func (p *Prober) sharedClients() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.shared)
+}
+
+// clientFor returns the client for t and a function to call when the probe is
+// done: a client built for a target no one retained is not kept.
+func (p *Prober) clientFor(t Target) (*http.Client, func(), error) {
+	key := clientKey(t)
+	if key == "" {
+		return p.plain, func() {}, nil
+	}
+	p.mu.Lock()
+	c, ok := p.shared[key]
+	p.mu.Unlock()
+	if ok {
+		return c.client, func() {}, nil
+	}
+	c, err := p.buildClient(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.client, c.transport.CloseIdleConnections, nil
+}
+
+func (p *Prober) buildClient(t Target) (*sharedClient, error) {
+	transport := p.newTransport(p.guardFor(t))
+	if settings := effectiveTLS(t); t.Scheme == HTTPS && settings != nil {
+		transport.TLSClientConfig.ServerName = settings.ServerName
+		transport.TLSClientConfig.InsecureSkipVerify = settings.InsecureSkipVerify //nolint:gosec // asked for, and reported in Ready
+		if len(settings.CAPEM) > 0 {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(settings.CAPEM) {
+				return nil, errors.New("the CA bundle holds no PEM certificate")
+			}
+			transport.TLSClientConfig.RootCAs = pool
 		}
-		t.TLSClientConfig.RootCAs = pool
 	}
-	c := newClient(t)
-	p.byTLS[key] = c
-	return c, nil
+	return &sharedClient{client: newClient(transport), transport: transport}, nil
 }
 
 // Probe sends one probe to t and waits at most t.Timeout for it.
@@ -168,7 +294,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 }
 
 func (p *Prober) probeTCP(ctx context.Context, t Target) Result {
-	conn, err := p.dial(ctx, "tcp", t.Address)
+	conn, err := p.guardFor(t).dialer(p.baseDial)(ctx, "tcp", t.Address)
 	if err != nil {
 		return Result{Reason: Classify(ctx, err)}
 	}
@@ -205,10 +331,11 @@ func (p *Prober) probeEndpoint(ctx context.Context, t Target, ep Endpoint) Endpo
 	addr := net.JoinHostPort(ep.Address, strconv.Itoa(int(ep.Port)))
 	var r Result
 	if t.Scheme == TCP {
-		r = p.probeTCP(ctx, Target{Address: addr})
+		r = p.probeTCP(ctx, Target{Address: addr, Allowed: t.Allowed, Restricted: t.Restricted})
 	} else {
 		u := (&url.URL{Scheme: string(t.Scheme), Host: addr, Path: t.Round.Path}).String()
-		r = p.probeHTTP(ctx, Target{Scheme: t.Scheme, URL: u, Expected: t.Expected, Round: t.Round})
+		r = p.probeHTTP(ctx, Target{Scheme: t.Scheme, URL: u, Expected: t.Expected, Headers: t.Headers, TLS: t.TLS,
+			Round: t.Round, Allowed: t.Allowed, Restricted: t.Restricted})
 	}
 	return EndpointResult{Endpoint: ep, Success: r.Success, Reason: r.Reason, HTTPStatus: r.HTTPStatus}
 }
@@ -236,6 +363,18 @@ func judgeRound(results []EndpointResult, failurePercent int) Result {
 }
 
 func (p *Prober) probeHTTP(ctx context.Context, t Target) Result {
+	client, done, err := p.clientFor(t)
+	if err != nil {
+		return Result{Reason: ReasonTLS}
+	}
+	defer done()
+	informational := 0
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+			informational = code
+			return errInformational
+		},
+	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL, nil)
 	if err != nil {
 		return Result{Reason: ReasonOther}
@@ -246,35 +385,37 @@ func (p *Prober) probeHTTP(ctx context.Context, t Target) Result {
 	if p.userAgent != "" {
 		req.Header.Set("User-Agent", p.userAgent)
 	}
-	client := p.client
-	tlsSettings := t.TLS
 	if t.Round != nil && t.Round.ServerName != "" {
 		req.Host = t.Round.ServerName
-		if tlsSettings == nil {
-			tlsSettings = &TLS{}
-		}
-		if tlsSettings.ServerName == "" {
-			// Endpoints are dialled by IP but present the Service's name.
-			withName := *tlsSettings
-			withName.ServerName = t.Round.ServerName
-			tlsSettings = &withName
-		}
-	}
-	if t.Scheme == HTTPS && tlsSettings != nil {
-		if client, err = p.clientFor(tlsSettings); err != nil {
-			return Result{Reason: ReasonTLS}
-		}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		if errors.Is(err, errInformational) {
+			return judgeStatus(t.Expected, informational)
+		}
 		return Result{Reason: Classify(ctx, err)}
 	}
-	_, _ = io.CopyN(io.Discard, resp.Body, maxBodyBytes)
-	_ = resp.Body.Close()
-	if !Accepts(t.Expected, resp.StatusCode) {
-		return Result{Reason: ReasonHTTPStatus, HTTPStatus: resp.StatusCode}
+	if resp.StatusCode < 200 {
+		// 101 Switching Protocols hands over the raw connection, which the
+		// request's context no longer closes: never read it.
+		_ = resp.Body.Close()
+		return judgeStatus(t.Expected, resp.StatusCode)
 	}
-	return Result{Success: true, Reason: ReasonOK, HTTPStatus: resp.StatusCode}
+	// The body is read (up to a cap) so that the connection can be reused; a
+	// body that is not done by the deadline fails the probe.
+	_, err = io.CopyN(io.Discard, resp.Body, maxBodyBytes)
+	_ = resp.Body.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return Result{Reason: Classify(ctx, err), HTTPStatus: resp.StatusCode}
+	}
+	return judgeStatus(t.Expected, resp.StatusCode)
+}
+
+func judgeStatus(expected []StatusRange, code int) Result {
+	if !Accepts(expected, code) {
+		return Result{Reason: ReasonHTTPStatus, HTTPStatus: code}
+	}
+	return Result{Success: true, Reason: ReasonOK, HTTPStatus: code}
 }
 
 // Classify maps a probe error to one of the fixed reasons.

@@ -39,7 +39,7 @@ func mustTarget(t *testing.T, raw string, timeout time.Duration, expected []stri
 // loopbackProber is a Prober whose guard lets it reach the test servers.
 func loopbackProber(t *testing.T) *Prober {
 	t.Helper()
-	return New(Options{Guard: mustGuard(t, DefaultDenyCIDRs, nil, true), UserAgent: testUserAgent})
+	return New(Options{Guard: mustGuard(t, nil, nil, true), UserAgent: testUserAgent})
 }
 
 // hangingListener accepts TCP connections on loopback and never answers.

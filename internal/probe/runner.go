@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -14,21 +15,55 @@ type Doer interface {
 	Probe(ctx context.Context, t Target) Result
 }
 
+// Sharer is a Doer that shares resources (HTTP clients and their connections)
+// between the targets that need the same ones. The Runner retains each target
+// while a breaker probes it and releases it when the breaker changes or goes.
+type Sharer interface {
+	Retain(t Target)
+	Release(t Target)
+}
+
+// Limits bound the probes in flight.
+type Limits struct {
+	// InFlight is how many probes may run at once, over all namespaces.
+	InFlight int
+	// PerNamespace is how many of them one namespace may hold; zero means no
+	// bound of its own. Probes of a namespace at its bound wait without taking
+	// a slot from anyone else.
+	PerNamespace int
+}
+
+// DefaultWedgeGrace is how long past its deadline a probe may still be running
+// before the Runner reports itself unhealthy.
+const DefaultWedgeGrace = time.Minute
+
 // Runner sends probes at the times it is asked to, never earlier, each in its
-// own goroutine (at most a bounded number at once), so that a hanging target
-// never holds up a reconcile worker or another breaker's probe. When a probe
-// finishes, the Runner keeps its result and calls notify; the reconciler then
-// reads the result with Pending, records it, acknowledges it with Ack and asks
-// for the next probe.
+// own goroutine (at most a bounded number at once, and a bounded number per
+// namespace), so that a hanging target never holds up a reconcile worker or
+// another breaker's probe. When a probe finishes, the Runner keeps its result
+// and calls notify; the reconciler then reads the result with Pending, records
+// it, acknowledges it with Ack and asks for the next probe. A probe whose
+// breaker is forgotten or given a new spec is cancelled, and its slot freed, at once.
 type Runner struct {
 	doer   Doer
-	sem    chan struct{}
-	mu     sync.Mutex
-	ctx    context.Context
-	notify func(Key)
-	items  map[Key]*item
+	sharer Sharer
+	global chan struct{}
+	perNS  int
+	// WedgeGrace overrides DefaultWedgeGrace (tests).
+	WedgeGrace time.Duration
+
+	mu         sync.Mutex
+	ctx        context.Context
+	notify     func(Key)
+	items      map[Key]*item
+	namespaces map[string]*nsSlots
+	// running holds the deadline of every probe whose Doer has not returned,
+	// cancelled or not, by probe number.
+	running map[uint64]time.Time
 	// epochs numbers items, so that a timer or probe of a dropped item is ignored.
 	epochs uint64
+	// probes numbers probes, so that a discarded probe's result is ignored.
+	probes uint64
 }
 
 type item struct {
@@ -36,22 +71,39 @@ type item struct {
 	specID   string
 	epoch    uint64
 	target   Target
+	retained bool
 	timer    *time.Timer
 	at       time.Time
 	inFlight bool
+	// probe numbers the probe in flight, probeStart is when it started (zero
+	// while it waits for a slot or its time), and cancel ends it.
+	probe      uint64
+	probeStart time.Time
+	cancel     context.CancelFunc
 	// lastStart is when the last probe for this spec started, in flight or done.
 	lastStart time.Time
 	pending   *Result
 }
 
-// NewRunner returns a Runner that lets at most maxInFlight probes run at once.
-func NewRunner(doer Doer, maxInFlight int) *Runner {
-	return &Runner{
-		doer:  doer,
-		sem:   make(chan struct{}, max(maxInFlight, 1)),
-		ctx:   context.Background(),
-		items: map[Key]*item{},
+// nsSlots are one namespace's share of the slots.
+type nsSlots struct {
+	ch    chan struct{}
+	users int
+}
+
+// NewRunner returns a Runner within limits.
+func NewRunner(doer Doer, limits Limits) *Runner {
+	r := &Runner{
+		doer:       doer,
+		global:     make(chan struct{}, max(limits.InFlight, 1)),
+		perNS:      limits.PerNamespace,
+		ctx:        context.Background(),
+		items:      map[Key]*item{},
+		namespaces: map[string]*nsSlots{},
+		running:    map[uint64]time.Time{},
 	}
+	r.sharer, _ = doer.(Sharer)
+	return r
 }
 
 // Start sets the context probes run under and the function told of each result.
@@ -67,14 +119,14 @@ func (r *Runner) Start(ctx context.Context, notify func(Key)) {
 }
 
 // Schedule asks for a probe of target at time at. specID names what is probed:
-// when it differs from the last call's, earlier results and timers are dropped.
-// While a probe is in flight, or a result waits to be read, Schedule does nothing:
-// the result's reconcile asks again.
+// when it differs from the last call's, earlier results and timers are dropped
+// and a probe in flight is cancelled. While a probe is in flight, or a result
+// waits to be read, Schedule does nothing: the result's reconcile asks again.
 func (r *Runner) Schedule(key Key, specID string, target Target, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	it := r.itemFor(key, specID)
-	it.target = target
+	r.setTarget(it, target)
 	if it.inFlight || it.pending != nil {
 		return
 	}
@@ -87,6 +139,34 @@ func (r *Runner) Schedule(key Key, specID string, target Target, at time.Time) {
 	it.at = at
 	epoch := it.epoch
 	it.timer = time.AfterFunc(time.Until(at), func() { r.fire(key, epoch, at) })
+}
+
+// setTarget retains the new target before releasing the old one, so that a
+// client both use is not dropped in between.
+func (r *Runner) setTarget(it *item, target Target) {
+	old, had := it.target, it.retained
+	it.target, it.retained = target, r.sharer != nil
+	if r.sharer != nil {
+		r.sharer.Retain(target)
+		if had {
+			r.sharer.Release(old)
+		}
+	}
+}
+
+func (r *Runner) drop(it *item) {
+	if it.timer != nil {
+		it.timer.Stop()
+		it.timer = nil
+	}
+	if it.cancel != nil {
+		it.cancel()
+		it.cancel = nil
+	}
+	if it.retained && r.sharer != nil {
+		r.sharer.Release(it.target)
+		it.retained = false
+	}
 }
 
 // Pause cancels a scheduled probe of key (a breaker that cannot be probed as
@@ -120,6 +200,25 @@ func (r *Runner) Ack(key Key, start time.Time) {
 	}
 }
 
+// DiscardBefore drops the pending result of key and cancels its probe in
+// flight if they started before t: a reset at t must not be undone by a probe
+// that was under way when it was handled.
+func (r *Runner) DiscardBefore(key Key, t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	it, ok := r.items[key]
+	if !ok {
+		return
+	}
+	if it.pending != nil && it.pending.Start.Before(t) {
+		it.pending = nil
+	}
+	if it.inFlight && !it.probeStart.IsZero() && it.probeStart.Before(t) && it.cancel != nil {
+		it.cancel()
+		it.cancel, it.inFlight, it.probe = nil, false, 0
+	}
+}
+
 // LastStart returns when the last probe of key for specID started, whether it
 // is still in flight or not, or the zero time.
 func (r *Runner) LastStart(key Key, specID string) time.Time {
@@ -131,15 +230,13 @@ func (r *Runner) LastStart(key Key, specID string) time.Time {
 	return time.Time{}
 }
 
-// Forget drops everything about key: its timer, its in-flight probe's result and
-// its pending result. Used when the breaker is deleted.
+// Forget drops everything about key: its timer, its pending result, and its
+// probe in flight, which is cancelled. Used when the breaker is deleted.
 func (r *Runner) Forget(key Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if it, ok := r.items[key]; ok {
-		if it.timer != nil {
-			it.timer.Stop()
-		}
+		r.drop(it)
 		delete(r.items, key)
 	}
 }
@@ -151,18 +248,43 @@ func (r *Runner) Len() int {
 	return len(r.items)
 }
 
+// Healthy returns an error when a probe is still running well past its
+// deadline: the Runner is wedged (a Doer that ignores its context), and only a
+// restart frees what it holds. It serves the manager's /healthz.
+func (r *Runner) Healthy(now time.Time) error {
+	grace := r.WedgeGrace
+	if grace <= 0 {
+		grace = DefaultWedgeGrace
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wedged := 0
+	for _, deadline := range r.running {
+		if now.After(deadline.Add(grace)) {
+			wedged++
+		}
+	}
+	if wedged > 0 {
+		return fmt.Errorf("%d probes are still running more than %s past their deadline", wedged, grace)
+	}
+	return nil
+}
+
 func (r *Runner) itemFor(key Key, specID string) *item {
 	it, ok := r.items[key]
 	if ok && it.specID == specID {
 		return it
 	}
-	if ok && it.timer != nil {
-		it.timer.Stop()
-	}
 	r.epochs++
-	it = &item{specID: specID, epoch: r.epochs}
-	r.items[key] = it
-	return it
+	fresh := &item{specID: specID, epoch: r.epochs}
+	if ok {
+		// The new target is retained (by the caller) before the old is released.
+		fresh.target, fresh.retained = it.target, it.retained
+		it.retained = false
+		r.drop(it)
+	}
+	r.items[key] = fresh
+	return fresh
 }
 
 func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
@@ -174,43 +296,115 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 	}
 	it.timer = nil
 	it.inFlight = true
-	target, ctx := it.target, r.ctx
+	r.probes++
+	id := r.probes
+	ctx, cancel := context.WithCancel(r.ctx)
+	it.probe, it.probeStart, it.cancel = id, time.Time{}, cancel
+	target := it.target
 	r.mu.Unlock()
+	defer cancel()
 
-	select {
-	case r.sem <- struct{}{}:
-	case <-ctx.Done():
+	release, ok := r.acquire(ctx, key.Namespace)
+	if !ok {
+		r.finish(key, epoch, id, nil)
 		return
 	}
+	// A cancelled probe gives its slots back at once, even before its Doer returns.
+	stop := context.AfterFunc(ctx, release)
+	defer func() { stop(); release() }()
+
 	// Timers run on the monotonic clock, and at may be a wall-clock time read
 	// from status: a probe that must not start before a deadline (an Open
 	// circuit's trial, at nextRetryTime) waits out any difference.
 	if early := time.Until(at); early > 0 {
-		time.Sleep(early)
+		select {
+		case <-time.After(early):
+		case <-ctx.Done():
+			r.finish(key, epoch, id, nil)
+			return
+		}
 	}
 	// The start is taken and recorded under the lock: a reconciler that reads
 	// LastStart without seeing this probe knows that it started later than that.
 	r.mu.Lock()
 	start := time.Now()
-	if it, ok := r.items[key]; ok && it.epoch == epoch {
-		it.lastStart = start
+	if it, ok := r.items[key]; ok && it.epoch == epoch && it.probe == id {
+		it.lastStart, it.probeStart = start, start
 	}
+	r.running[id] = start.Add(target.Timeout)
 	r.mu.Unlock()
-	res := r.doer.Probe(ctx, target)
-	<-r.sem
-	res.Start = start
 
+	res := r.doer.Probe(ctx, target)
+	res.Start = start
 	r.mu.Lock()
-	it, ok = r.items[key]
-	current := ok && it.epoch == epoch
+	delete(r.running, id)
+	r.mu.Unlock()
+	r.finish(key, epoch, id, &res)
+}
+
+// finish stores res (nil: the probe never ran) for the item that sent probe
+// id, if that item and probe are still current, and tells the reconciler.
+func (r *Runner) finish(key Key, epoch, id uint64, res *Result) {
+	r.mu.Lock()
+	it, ok := r.items[key]
+	current := ok && it.epoch == epoch && it.probe == id
 	if current {
-		it.inFlight = false
-		it.pending = &res
+		it.inFlight, it.probe, it.cancel = false, 0, nil
+		it.pending = res
 	}
-	notify := r.notify
+	notify, ctx := r.notify, r.ctx
 	r.mu.Unlock()
 	if current && notify != nil && ctx.Err() == nil {
+		// Also when the probe never ran: the reconciler then schedules again.
 		notify(key)
+	}
+}
+
+// acquire takes a slot of namespace ns, then one of the global pool, waiting
+// for either as long as ctx lasts. release gives both back (once).
+func (r *Runner) acquire(ctx context.Context, ns string) (release func(), ok bool) {
+	var slots *nsSlots
+	if r.perNS > 0 {
+		r.mu.Lock()
+		slots = r.namespaces[ns]
+		if slots == nil {
+			slots = &nsSlots{ch: make(chan struct{}, r.perNS)}
+			r.namespaces[ns] = slots
+		}
+		slots.users++
+		r.mu.Unlock()
+		select {
+		case slots.ch <- struct{}{}:
+		case <-ctx.Done():
+			r.leave(ns, slots, false)
+			return nil, false
+		}
+	}
+	select {
+	case r.global <- struct{}{}:
+	case <-ctx.Done():
+		r.leave(ns, slots, true)
+		return nil, false
+	}
+	return sync.OnceFunc(func() {
+		<-r.global
+		r.leave(ns, slots, true)
+	}), true
+}
+
+// leave gives back a namespace slot (if held) and drops the namespace's
+// entry when no probe of it holds or waits for one.
+func (r *Runner) leave(ns string, slots *nsSlots, held bool) {
+	if slots == nil {
+		return
+	}
+	if held {
+		<-slots.ch
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slots.users--; slots.users == 0 && r.namespaces[ns] == slots {
+		delete(r.namespaces, ns)
 	}
 }
 

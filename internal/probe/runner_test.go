@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,8 @@ const (
 
 // fakeDoer records the probes it is asked to send. A probe of an address with
 // the prefix "block" waits until release is closed or its context ends; one
-// with the prefix "slow" waits slowFor. Every other probe returns at once.
+// with the prefix "slow" waits slowFor; one with the prefix "stuck" waits for
+// release and ignores its context. Every other probe returns at once.
 type fakeDoer struct {
 	release chan struct{}
 	slowFor time.Duration
@@ -56,6 +58,9 @@ func (d *fakeDoer) Probe(ctx context.Context, t Target) Result {
 	d.started <- t.Address
 
 	switch {
+	case strings.HasPrefix(t.Address, "stuck"):
+		// A Doer that ignores its context.
+		<-d.release
 	case strings.HasPrefix(t.Address, "block"):
 		select {
 		case <-d.release:
@@ -94,7 +99,7 @@ func (d *fakeDoer) callsTo(address string) []probeCall {
 // startRunner returns a started Runner and the channel its notifications arrive on.
 func startRunner(t *testing.T, d *fakeDoer, maxInFlight int) (*Runner, chan Key) {
 	t.Helper()
-	r := NewRunner(d, maxInFlight)
+	r := NewRunner(d, Limits{InFlight: maxInFlight})
 	notified := make(chan Key, 1000)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -233,7 +238,7 @@ func TestRunnerNotifiesOncePerResult(t *testing.T) {
 func TestRunnerWithoutStartProbesButNotifiesNoOne(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
-	r := NewRunner(d, 4)
+	r := NewRunner(d, Limits{InFlight: 4})
 	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now())
 	waitStarted(t, d, "a")
 	g.Eventually(func() bool {
@@ -425,7 +430,7 @@ func TestRunnerForgetDropsEverything(t *testing.T) {
 
 func TestRunnerStopsItsTimersWhenItsContextEnds(t *testing.T) {
 	d := newFakeDoer()
-	r := NewRunner(d, 4)
+	r := NewRunner(d, Limits{InFlight: 4})
 	ctx, cancel := context.WithCancel(context.Background())
 	notified := make(chan Key, 10)
 	r.Start(ctx, func(k Key) { notified <- k })
@@ -533,4 +538,200 @@ func TestRunnerNeverStartsAProbeBeforeItsTime(t *testing.T) {
 	res, ok := r.Pending(k, "spec")
 	g.Expect(ok).To(BeTrue())
 	g.Expect(res.Start).NotTo(BeTemporally("<", at))
+}
+
+func nsKey(ns, name string) Key { return Key{Namespace: ns, Name: name} }
+
+func TestRunnerForgetFreesTheSlotOfAProbeInFlightAtOnce(t *testing.T) {
+	d := newFakeDoer()
+	t.Cleanup(func() { close(d.release) })
+	r, notified := startRunner(t, d, 1)
+	r.Schedule(runnerKey("a"), "spec", tcpTarget("stuck-a"), time.Now())
+	waitStarted(t, d, "stuck-a")
+	r.Forget(runnerKey("a"))
+
+	// The only slot is free although the stuck Doer has not returned.
+	r.Schedule(runnerKey("b"), "spec", tcpTarget("b"), time.Now())
+	waitStarted(t, d, "b")
+	waitNotified(t, notified, runnerKey("b"))
+}
+
+func TestRunnerEditsOfOneBreakerNeverTakeEverySlot(t *testing.T) {
+	d := newFakeDoer()
+	t.Cleanup(func() { close(d.release) })
+	r, notified := startRunner(t, d, 2)
+	k := runnerKey("edited")
+	for i := range 50 {
+		addr := fmt.Sprintf("stuck-%d", i)
+		r.Schedule(k, addr, tcpTarget(addr), time.Now())
+		waitStarted(t, d, addr)
+	}
+	r.Schedule(runnerKey("other"), "spec", tcpTarget("other"), time.Now())
+	waitStarted(t, d, "other")
+	waitNotified(t, notified, runnerKey("other"))
+}
+
+func TestRunnerCancelsTheProbeInFlightOfAReplacedSpec(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, _ := startRunner(t, d, 4)
+	k := runnerKey("a")
+	r.Schedule(k, "old", tcpTarget("block-old"), time.Now())
+	waitStarted(t, d, "block-old")
+	r.Schedule(k, "new", tcpTarget("new"), time.Now().Add(time.Hour))
+	g.Eventually(func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.inFlight
+	}).WithTimeout(waitLimit).Should(BeZero(), "the old spec's probe was not cancelled")
+}
+
+func TestRunnerNamespaceAtItsBoundDoesNotStarveAnother(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	t.Cleanup(func() { close(d.release) })
+	r := NewRunner(d, Limits{InFlight: 8, PerNamespace: 3})
+	notified := make(chan Key, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r.Start(ctx, func(k Key) { notified <- k })
+
+	for i := range 10 {
+		name := fmt.Sprintf("block-%d", i)
+		r.Schedule(nsKey("greedy", name), "spec", tcpTarget(name), time.Now())
+	}
+	g.Eventually(d.callCount).WithTimeout(waitLimit).Should(Equal(3))
+	for i := range 5 {
+		name := fmt.Sprintf("healthy-%d", i)
+		r.Schedule(nsKey("healthy", name), "spec", tcpTarget(name), time.Now())
+	}
+	for range 5 {
+		select {
+		case k := <-notified:
+			g.Expect(k.Namespace).To(Equal("healthy"))
+		case <-time.After(waitLimit):
+			t.Fatal("a healthy namespace's probe waited behind a full one")
+		}
+	}
+	g.Expect(d.callCount()).To(Equal(8), "the greedy namespace went past its bound")
+}
+
+func TestRunnerNamespaceEntriesGoWhenUnused(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r := NewRunner(d, Limits{InFlight: 8, PerNamespace: 2})
+	notified := make(chan Key, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r.Start(ctx, func(k Key) { notified <- k })
+	for i := range 20 {
+		k := nsKey(fmt.Sprintf("ns-%d", i), "a")
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		waitNotified(t, notified, k)
+	}
+	g.Eventually(func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.namespaces)
+	}).WithTimeout(waitLimit).Should(BeZero())
+}
+
+func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T) {
+	t.Run("a pending result", func(t *testing.T) {
+		g := NewWithT(t)
+		d := newFakeDoer()
+		r, notified := startRunner(t, d, 4)
+		k := runnerKey("a")
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		waitNotified(t, notified, k)
+		r.DiscardBefore(k, time.Now())
+		_, ok := r.Pending(k, "spec")
+		g.Expect(ok).To(BeFalse())
+	})
+	t.Run("a probe in flight", func(t *testing.T) {
+		g := NewWithT(t)
+		d := newFakeDoer()
+		r, notified := startRunner(t, d, 4)
+		k := runnerKey("a")
+		r.Schedule(k, "spec", tcpTarget("block-a"), time.Now())
+		waitStarted(t, d, "block-a")
+		r.DiscardBefore(k, time.Now())
+		expectNoNotification(t, notified)
+		_, ok := r.Pending(k, "spec")
+		g.Expect(ok).To(BeFalse())
+		// The breaker can be probed again at once.
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		waitStarted(t, d, "a")
+		waitNotified(t, notified, k)
+	})
+	t.Run("a result that started later", func(t *testing.T) {
+		g := NewWithT(t)
+		d := newFakeDoer()
+		r, notified := startRunner(t, d, 4)
+		k := runnerKey("a")
+		before := time.Now()
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		waitNotified(t, notified, k)
+		r.DiscardBefore(k, before)
+		_, ok := r.Pending(k, "spec")
+		g.Expect(ok).To(BeTrue())
+	})
+}
+
+func TestRunnerIsUnhealthyWhileAProbeRunsFarPastItsDeadline(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	r.WedgeGrace = 100 * time.Millisecond
+	k := runnerKey("a")
+	tg := tcpTarget("stuck-a")
+	tg.Timeout = 50 * time.Millisecond
+	r.Schedule(k, "spec", tg, time.Now())
+	waitStarted(t, d, "stuck-a")
+	g.Expect(r.Healthy(time.Now())).To(Succeed())
+	g.Expect(r.Healthy(time.Now().Add(time.Second))).To(MatchError(ContainSubstring("1 probes are still running")))
+	r.Forget(k) // cancelling does not end a Doer that ignores its context
+	g.Expect(r.Healthy(time.Now().Add(time.Second))).NotTo(Succeed())
+	close(d.release)
+	g.Eventually(func() error { return r.Healthy(time.Now().Add(time.Second)) }).WithTimeout(waitLimit).Should(Succeed())
+	expectNoNotification(t, notified)
+}
+
+// sharingDoer counts the targets retained, by address.
+type sharingDoer struct {
+	*fakeDoer
+	mu       sync.Mutex
+	retained map[string]int
+}
+
+func (s *sharingDoer) Retain(t Target) { s.mu.Lock(); s.retained[t.Address]++; s.mu.Unlock() }
+
+func (s *sharingDoer) Release(t Target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retained[t.Address]--; s.retained[t.Address] == 0 {
+		delete(s.retained, t.Address)
+	}
+}
+
+func (s *sharingDoer) count() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.retained)
+}
+
+func TestRunnerRetainsEachBreakersTargetOnceAndReleasesItWhenItGoes(t *testing.T) {
+	g := NewWithT(t)
+	d := &sharingDoer{fakeDoer: newFakeDoer(), retained: map[string]int{}}
+	r := NewRunner(d, Limits{InFlight: 4})
+	later := time.Now().Add(time.Hour)
+	r.Schedule(runnerKey("a"), "s1", tcpTarget("x"), later)
+	r.Schedule(runnerKey("a"), "s1", tcpTarget("x"), later)
+	r.Schedule(runnerKey("b"), "s1", tcpTarget("x"), later)
+	g.Expect(d.count()).To(Equal(map[string]int{"x": 2}))
+	r.Schedule(runnerKey("a"), "s2", tcpTarget("y"), later)
+	g.Expect(d.count()).To(Equal(map[string]int{"x": 1, "y": 1}))
+	r.Forget(runnerKey("a"))
+	r.Forget(runnerKey("b"))
+	g.Expect(d.count()).To(BeEmpty())
 }

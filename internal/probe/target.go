@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -48,6 +49,11 @@ type Target struct {
 	Headers []Header
 	// TLS, when set, replaces the default certificate verification (HTTPS only).
 	TLS *TLS
+
+	// Allowed, when Restricted, is where the target's connections may go (a
+	// namespace's ranges, set by the cluster admin), on top of the guard.
+	Allowed    []netip.Prefix
+	Restricted bool
 
 	// Round, when set, makes this target a probe round over the endpoints of a
 	// Service: each endpoint is probed (Scheme, Path, Timeout and Expected apply to
