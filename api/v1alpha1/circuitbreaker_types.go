@@ -205,6 +205,7 @@ type TLSConfig struct {
 
 // CircuitBreakerSpec defines the desired behaviour of a CircuitBreaker.
 // +kubebuilder:validation:XValidation:rule="!has(self.http) || !has(self.http.tls) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('https') : (has(self.target.service) && has(self.target.service.scheme) && self.target.service.scheme == 'HTTPS'))",message="http.tls applies only to https targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.retryTimeout) || !has(self.interval) || !self.retryTimeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || !self.interval.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || duration(self.retryTimeout) <= duration(self.interval)",message="retryTimeout must not exceed interval: a probe must end before the next one is due",fieldPath=".retryTimeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.http) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('http') : (!has(self.target.service) || !has(self.target.service.scheme) || self.target.service.scheme != 'TCP'))",message="http applies only to http:// and https:// targets"
 type CircuitBreakerSpec struct {
 	// target is what the breaker probes.
@@ -230,7 +231,9 @@ type CircuitBreakerSpec struct {
 	Timeout string `json:"timeout,omitempty"`
 
 	// retryTimeout is the deadline of each probe attempt, as a Go duration string
-	// ("500ms", "10s"); a slower answer counts as a failure. Defaults to "10s"; from 100ms to 24h.
+	// ("500ms", "10s"); a slower answer counts as a failure. It bounds the whole
+	// exchange: connect, TLS handshake, request, headers and the first 4 KiB of the
+	// body. Defaults to "10s"; from 100ms to 24h, and at most interval.
 	// +optional
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:MaxLength=32

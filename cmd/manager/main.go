@@ -4,8 +4,10 @@ package main
 import (
 	"crypto/tls"
 	"flag"
+	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -53,8 +55,8 @@ func (c *cidrList) Set(v string) error {
 func main() {
 	var metricsAddr, probeAddr, leaderElectionNamespace string
 	var enableLeaderElection, secureMetrics, enableHTTP2, allowLoopback, showVersion bool
-	var maxProbes, maxReconciles int
-	denyCIDRs := cidrList(probe.DefaultDenyCIDRs)
+	var maxProbes, maxProbesPerNamespace, maxReconciles int
+	var denyCIDRs cidrList
 	var allowCIDRs cidrList
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
@@ -69,11 +71,15 @@ func main() {
 		"If set, the metrics endpoint is served securely via HTTPS, with authentication and authorization. Use --metrics-secure=false to use HTTP instead.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false,
 		"If set, HTTP/2 will be enabled for the metrics server")
-	flag.Var(&denyCIDRs, "probe-deny-cidrs", "Comma-separated CIDRs that probes may never connect to. "+
+	flag.Var(&denyCIDRs, "probe-deny-cidrs", "Comma-separated CIDRs that probes may never connect to, in addition to the "+
+		"built-in list (link-local, unspecified and cloud metadata addresses), which no flag lifts. "+
 		"Checked on the resolved address at connect time; deny wins over allow.")
 	flag.Var(&allowCIDRs, "probe-allow-cidrs", "Comma-separated CIDRs that probes may connect to; empty allows every address not denied.")
 	flag.BoolVar(&allowLoopback, "probe-allow-loopback", false, "Allow probes to loopback addresses (127.0.0.0/8, ::1), for local runs and tests.")
 	flag.IntVar(&maxProbes, "max-concurrent-probes", 4096, "How many probes may be in flight at once.")
+	flag.IntVar(&maxProbesPerNamespace, "max-concurrent-probes-per-namespace", 1024,
+		"How many of --max-concurrent-probes the breakers of one namespace may hold at once (0: no bound of its own). "+
+			"A namespace at its bound waits without delaying the probes of any other.")
 	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 4, "How many breakers may be reconciled at once.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	opts := zap.Options{Development: false}
@@ -126,11 +132,12 @@ func main() {
 	}
 
 	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent()})
+	runner := probe.NewRunner(prober, probe.Limits{InFlight: maxProbes, PerNamespace: maxProbesPerNamespace})
 	if err := (&controller.CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
-		Runner:                  probe.NewRunner(prober, maxProbes),
+		Runner:                  runner,
 		MaxConcurrentReconciles: maxReconciles,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "CircuitBreaker")
@@ -138,6 +145,12 @@ func main() {
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		setupLog.Error(err, "Failed to set up health check")
+		os.Exit(1)
+	}
+	// A probe still running long past its deadline means the runner is wedged:
+	// fail /healthz so that the kubelet restarts the manager.
+	if err := mgr.AddHealthzCheck("probes", func(*http.Request) error { return runner.Healthy(time.Now()) }); err != nil {
 		setupLog.Error(err, "Failed to set up health check")
 		os.Exit(1)
 	}

@@ -80,8 +80,10 @@ type outcome struct {
 	nextProbe time.Time
 	settings  settings
 	valid     bool
-	// reset is set when this reconcile handled a new reset annotation value.
-	reset bool
+	// reset is set when this reconcile handled a new reset annotation value,
+	// at resetAt: results of probes that started earlier are discarded.
+	reset   bool
+	resetAt time.Time
 	// wake is when the next timed move is due (Open to HalfOpen); zero if none.
 	wake time.Duration
 	// again asks for another reconcile at once: the trial's result waits for
@@ -93,6 +95,7 @@ type outcome struct {
 // +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers/status,verbs=patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 
@@ -179,6 +182,15 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 			cfg.target.Round.Unresolved = svc.problem.reason
 		}
 	}
+	allowed, restricted, nsProblem, err := r.namespaceRanges(ctx, cb.Namespace)
+	if err != nil {
+		return out, err
+	}
+	if nsProblem != nil {
+		notProbing(cb, now, nsProblem.reason, nsProblem.message)
+		return out, nil
+	}
+	cfg.target.Allowed, cfg.target.Restricted = allowed, restricted
 	r.refs.use(types.NamespacedName{Namespace: cb.Namespace, Name: cb.Name}, specRefs(cb))
 	refProblem, err := r.resolveHTTP(ctx, cb, &cfg.target)
 	if err != nil {
@@ -201,7 +213,7 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 	if v, ok := cb.Annotations[circuitv1alpha1.ResetAnnotation]; ok && v != cb.Status.LastHandledReset {
 		record(breaker.Reset(s, cfg.policy, now))
 		cb.Status.LastHandledReset = v
-		out.reset = true
+		out.reset, out.resetAt = true, now
 	}
 	wasOpen := s.State == breaker.Open
 	record(breaker.Advance(s, cfg.policy, r.halfOpenTime(s, key, cfg.specID, now)))
@@ -287,6 +299,11 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 		r.Runner.Ack(key, out.probed.Start)
 		metrics.ObserveProbe(cb.Namespace, cb.Name, out.probed.Success, out.probed.Reason, out.probed.Latency)
 	}
+	if out.reset {
+		// A probe that was under way when the reset was handled must not count
+		// against the fresh circuit, whenever it comes back.
+		r.Runner.DiscardBefore(key, out.resetAt)
+	}
 	switch {
 	case !out.valid:
 		r.Runner.Pause(key)
@@ -371,6 +388,9 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Service targets follow their Service and its EndpointSlices through the cache.
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.breakersForService)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.breakersForService)).
+		// A Namespace's allowed probe ranges (an annotation) apply to its breakers.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.breakersInNamespace),
+			builder.OnlyMetadata, builder.WithPredicates(predicate.AnnotationChangedPredicate{})).
 		WatchesRawSource(results).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1),

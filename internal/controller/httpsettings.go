@@ -2,22 +2,36 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
 	corev1 "k8s.io/api/core/v1"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
-// Ready condition reasons for references that cannot be read.
+// Ready condition reasons for references that cannot be used.
 const (
-	ReasonSecretNotFound    = "SecretNotFound"
-	ReasonSecretKeyNotFound = "SecretKeyNotFound"
-	ReasonCABundleNotFound  = "CABundleNotFound"
-	ReasonInvalidCABundle   = "InvalidCABundle"
+	// ReasonSecretNotAllowed: a header's Secret is missing, lacks the key, or
+	// does not consent to probes (the label circuit.resilience.dev/probe-credentials=true).
+	// One reason for all three, so that a tenant cannot learn which Secrets exist.
+	ReasonSecretNotAllowed = "SecretNotAllowed"
+	// ReasonInvalidHeaderValue: a header value holds bytes that cannot go into an HTTP header.
+	ReasonInvalidHeaderValue = "InvalidHeaderValue"
+	// ReasonReferenceForbidden: the manager may not read a referenced Secret or ConfigMap (RBAC).
+	ReasonReferenceForbidden = "ReferenceForbidden"
+	ReasonCABundleNotFound   = "CABundleNotFound"
+	ReasonInvalidCABundle    = "InvalidCABundle"
 )
+
+// ProbeCredentialsLabel marks a Secret whose keys may be sent as probe headers.
+const ProbeCredentialsLabel = "circuit.resilience.dev/probe-credentials"
+
+// maxHeaderValueBytes bounds a header value read from a Secret.
+const maxHeaderValueBytes = 8 << 10
 
 // specRefs lists the Secrets and ConfigMaps a breaker references.
 func specRefs(cb *circuitv1alpha1.CircuitBreaker) []ref {
@@ -68,25 +82,16 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 		return nil, nil
 	}
 	for _, hd := range h.Headers {
-		if hd.Value != nil {
-			target.Headers = append(target.Headers, probe.Header{Name: hd.Name, Value: *hd.Value})
-			continue
+		value, refProblem, err := r.headerValue(ctx, cb.Namespace, hd)
+		if err != nil || refProblem != nil {
+			return refProblem, err
 		}
-		sel := hd.ValueFrom.SecretKeyRef
-		obj, found, err := r.refs.get(ctx, ref{refSecret, cb.Namespace, sel.Name})
-		if err != nil {
-			return nil, err
+		if !httpguts.ValidHeaderFieldValue(value) || len(value) > maxHeaderValueBytes {
+			return &problem{ReasonInvalidHeaderValue, fmt.Sprintf(
+				"The value of header %s holds bytes that cannot go into an HTTP header (such as CR or LF) "+
+					"or is longer than %d bytes; nothing is probed until it is fixed", hd.Name, maxHeaderValueBytes)}, nil
 		}
-		if !found {
-			return &problem{ReasonSecretNotFound, fmt.Sprintf(
-				"Secret %q (header %s) does not exist; nothing is probed until it does", sel.Name, hd.Name)}, nil
-		}
-		value, ok := obj.(*corev1.Secret).Data[sel.Key]
-		if !ok {
-			return &problem{ReasonSecretKeyNotFound, fmt.Sprintf(
-				"Secret %q has no key %q (header %s); nothing is probed until it does", sel.Name, sel.Key, hd.Name)}, nil
-		}
-		target.Headers = append(target.Headers, probe.Header{Name: hd.Name, Value: string(value)})
+		target.Headers = append(target.Headers, probe.Header{Name: hd.Name, Value: value})
 	}
 	if h.TLS == nil {
 		return nil, nil
@@ -94,6 +99,9 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 	target.TLS = &probe.TLS{ServerName: h.TLS.ServerName, InsecureSkipVerify: h.TLS.InsecureSkipVerify}
 	if sel := h.TLS.CABundle; sel != nil {
 		obj, found, err := r.refs.get(ctx, ref{refConfigMap, cb.Namespace, sel.Name})
+		if errors.Is(err, errForbidden) {
+			return forbidden("ConfigMap", sel.Name), nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -117,4 +125,40 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 		target.TLS.CAPEM = pem
 	}
 	return nil, nil
+}
+
+// headerValue is a header's literal value or the value of its Secret key. A
+// Secret is used only if it carries ProbeCredentialsLabel; missing, keyless and
+// unlabelled Secrets get the same answer.
+func (r *CircuitBreakerReconciler) headerValue(ctx context.Context, namespace string, hd circuitv1alpha1.HTTPHeader) (string, *problem, error) {
+	if hd.Value != nil {
+		return *hd.Value, nil, nil
+	}
+	sel := hd.ValueFrom.SecretKeyRef
+	obj, found, err := r.refs.get(ctx, ref{refSecret, namespace, sel.Name})
+	if errors.Is(err, errForbidden) {
+		return "", forbidden("Secret", sel.Name), nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	var value []byte
+	ok := false
+	if found {
+		secret := obj.(*corev1.Secret)
+		if secret.Labels[ProbeCredentialsLabel] == "true" {
+			value, ok = secret.Data[sel.Key]
+		}
+	}
+	if !ok {
+		return "", &problem{ReasonSecretNotAllowed, fmt.Sprintf(
+			"Secret %s is missing, lacks key %s, or is not labelled %s=true; nothing is probed until it is",
+			sel.Name, sel.Key, ProbeCredentialsLabel)}, nil
+	}
+	return string(value), nil, nil
+}
+
+func forbidden(kind, name string) *problem {
+	return &problem{ReasonReferenceForbidden, fmt.Sprintf(
+		"The operator is not allowed to read %s %s (RBAC); nothing is probed until it is", kind, name)}
 }

@@ -278,14 +278,24 @@ func freeLoopbackAddr(t *testing.T) string {
 // authorizer knows the bindings, and returns a token from the TokenRequest API.
 func serviceAccountToken(t *testing.T, ns, name string, roleFiles ...string) string {
 	t.Helper()
+	roles := make([]*rbacv1.ClusterRole, 0, len(roleFiles))
+	for _, file := range roleFiles {
+		roles = append(roles, clusterRoleFromFile(t, file))
+	}
+	return serviceAccountTokenFor(t, ns, name, roles...)
+}
+
+// serviceAccountTokenFor creates ServiceAccount ns/name bound to roles and
+// returns a token for it.
+func serviceAccountTokenFor(t *testing.T, ns, name string, roles ...*rbacv1.ClusterRole) string {
+	t.Helper()
 	ctx := context.Background()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	if err := k8sClient.Create(ctx, sa); err != nil {
 		t.Fatalf("creating ServiceAccount: %v", err)
 	}
 	user := "system:serviceaccount:" + ns + ":" + name
-	for _, file := range roleFiles {
-		role := clusterRoleFromFile(t, file)
+	for _, role := range roles {
 		role.Name = ns + "-" + role.Name
 		if err := k8sClient.Create(ctx, role); err != nil {
 			t.Fatalf("creating ClusterRole: %v", err)

@@ -2,14 +2,18 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 )
@@ -42,8 +46,13 @@ type refWatcher struct {
 	uses    map[types.NamespacedName][]ref
 }
 
+// errForbidden: the manager may not list or watch a referenced object.
+var errForbidden = errors.New("forbidden")
+
 type refWatch struct {
 	informer toolscache.SharedIndexInformer
+	// forbidden is set while the API server refuses the watch (RBAC).
+	forbidden atomic.Bool
 	stop     context.CancelFunc
 	users    map[types.NamespacedName]struct{}
 }
@@ -108,9 +117,26 @@ func (w *refWatcher) watch(r ref) *refWatch {
 		UpdateFunc: func(_, obj any) { notify(obj) },
 		DeleteFunc: notify,
 	})
+	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, rf *toolscache.Reflector, err error) {
+		if apierrors.IsForbidden(err) {
+			if !rw.forbidden.Swap(true) {
+				w.notify(r)
+			}
+			return
+		}
+		toolscache.DefaultWatchErrorHandler(ctx, rf, err)
+	})
 	ctx, cancel := context.WithCancel(w.ctx)
 	rw.stop = cancel
 	go informer.RunWithContext(ctx)
+	go func() {
+		// Once the watch syncs (also after RBAC was granted late), the users
+		// learn the answer: an object that does not exist sends no event.
+		if toolscache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+			rw.forbidden.Store(false)
+			w.notify(r)
+		}
+	}()
 	return rw
 }
 
@@ -142,10 +168,15 @@ func (w *refWatcher) get(ctx context.Context, r ref) (obj any, found bool, err e
 		return nil, false, fmt.Errorf("%s %s/%s is not watched", r.kind, r.namespace, r.name)
 	}
 	if !rw.informer.HasSynced() {
-		syncCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if !toolscache.WaitForCacheSync(syncCtx.Done(), rw.informer.HasSynced) {
+		// A new watch syncs in milliseconds; one the API server refuses never does.
+		synced := func(context.Context) (bool, error) {
+			return rw.informer.HasSynced() || rw.forbidden.Load(), nil
+		}
+		if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, synced); err != nil {
 			return nil, false, fmt.Errorf("watch of %s %s/%s did not sync", r.kind, r.namespace, r.name)
+		}
+		if !rw.informer.HasSynced() {
+			return nil, false, errForbidden
 		}
 	}
 	return rw.informer.GetStore().GetByKey(r.namespace + "/" + r.name)

@@ -57,8 +57,13 @@ func (ht *headerTarget) count() int {
 	return len(ht.headers)
 }
 
+// createSecret creates a Secret that consents to probes.
 func createSecret(g Gomega, ns, name string, data map[string]string) {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
+	createSecretLabelled(g, ns, name, data, map[string]string{ProbeCredentialsLabel: "true"})
+}
+
+func createSecretLabelled(g Gomega, ns, name string, data, labels map[string]string) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, StringData: data}
 	g.Expect(k8sClient.Create(context.Background(), s)).To(Succeed())
 }
 
@@ -113,41 +118,88 @@ func TestHeadersFromSecretsReachOnlyTheTarget(t *testing.T) {
 	g.Eventually(op.reconciler.refs.watched).WithTimeout(5 * time.Second).Should(BeZero())
 }
 
-func TestMissingSecretOrKeyProbesNothing(t *testing.T) {
+func TestSecretsWithoutConsentAreNeverSentAndLookAlikeWhenMissing(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	startOperator(t, ns)
 	ht := newHeaderTarget(t)
-	createBreaker(t, ns, "nosecret", headerSpec(ht.URL+"/healthz"))
-	g.Eventually(func(g Gomega) {
-		cb := getBreaker(g, ns, "nosecret")
-		g.Expect(cb.Status.State).To(Equal(circuitv1alpha1.StateClosed))
-		ready := findCondition(cb, circuitv1alpha1.ConditionReady)
-		g.Expect(ready).NotTo(BeNil())
-		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonSecretNotFound))
-		g.Expect(ready.Message).To(ContainSubstring(`"probe-token"`))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
-	time.Sleep(time.Second)
-	g.Expect(ht.count()).To(BeZero(), "nothing is probed without the Secret")
+	const want = "Secret probe-token is missing, lacks key header, or is not labelled " +
+		"circuit.resilience.dev/probe-credentials=true; nothing is probed until it is"
+	notAllowed := func() {
+		t.Helper()
+		g.Eventually(func(g Gomega) {
+			cb := getBreaker(g, ns, "borrow")
+			g.Expect(cb.Status.State).To(Equal(circuitv1alpha1.StateClosed))
+			ready := findCondition(cb, circuitv1alpha1.ConditionReady)
+			g.Expect(ready).NotTo(BeNil())
+			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(ready.Reason).To(Equal(ReasonSecretNotAllowed))
+			g.Expect(ready.Message).To(Equal(want))
+		}).WithTimeout(10 * time.Second).Should(Succeed())
+		g.Consistently(ht.count).WithTimeout(time.Second).Should(BeZero(), "nothing is probed without consent")
+	}
 
-	createSecret(g, ns, "probe-token", map[string]string{"other": "x"})
-	g.Eventually(func(g Gomega) {
-		ready := findCondition(getBreaker(g, ns, "nosecret"), circuitv1alpha1.ConditionReady)
-		g.Expect(ready.Reason).To(Equal(ReasonSecretKeyNotFound))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
-	g.Expect(ht.count()).To(BeZero())
+	// Missing.
+	createBreaker(t, ns, "borrow", headerSpec(ht.URL+"/healthz"))
+	notAllowed()
 
+	// Present with the key, but not labelled: the tenant's own or someone else's
+	// Secret is never sent, and the answer is the same as for a missing one.
+	createSecretLabelled(g, ns, "probe-token", map[string]string{"header": "Bearer s3cret"}, nil)
+	notAllowed()
+
+	// Labelled with another value.
 	s := &corev1.Secret{}
+	g.Expect(k8sClient.Get(context.Background(), keyOf(ns, "probe-token"), s)).To(Succeed())
+	s.Labels = map[string]string{ProbeCredentialsLabel: "yes"}
+	g.Expect(k8sClient.Update(context.Background(), s)).To(Succeed())
+	notAllowed()
+
+	// Labelled, but without the key.
+	g.Expect(k8sClient.Get(context.Background(), keyOf(ns, "probe-token"), s)).To(Succeed())
+	s.Labels = map[string]string{ProbeCredentialsLabel: "true"}
+	s.Data = map[string][]byte{"other": []byte("x")}
+	g.Expect(k8sClient.Update(context.Background(), s)).To(Succeed())
+	notAllowed()
+
+	// Labelled with the key: probed.
 	g.Expect(k8sClient.Get(context.Background(), keyOf(ns, "probe-token"), s)).To(Succeed())
 	s.Data["header"] = []byte("Bearer s3cret")
 	g.Expect(k8sClient.Update(context.Background(), s)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		cb := getBreaker(g, ns, "nosecret")
+		cb := getBreaker(g, ns, "borrow")
 		g.Expect(findCondition(cb, circuitv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(cb.Status.LastProbe).NotTo(BeNil())
 		g.Expect(cb.Status.LastProbe.Result).To(Equal(circuitv1alpha1.ProbeSuccess))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
+
+	// Withdrawing consent stops the probes again.
+	g.Expect(k8sClient.Get(context.Background(), keyOf(ns, "probe-token"), s)).To(Succeed())
+	delete(s.Labels, ProbeCredentialsLabel)
+	g.Expect(k8sClient.Update(context.Background(), s)).To(Succeed())
+	g.Eventually(func(g Gomega) string {
+		return findCondition(getBreaker(g, ns, "borrow"), circuitv1alpha1.ConditionReady).Reason
+	}).WithTimeout(10 * time.Second).Should(Equal(ReasonSecretNotAllowed))
+}
+
+func TestAHeaderValueWithLineBreaksIsRefusedWithoutProbing(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	startOperator(t, ns)
+	ht := newHeaderTarget(t)
+	createSecret(g, ns, "probe-token", map[string]string{"header": "Bearer s3cret\r\nX-Injected: 1"})
+	createBreaker(t, ns, "crlf", headerSpec(ht.URL+"/healthz"))
+	g.Eventually(func(g Gomega) {
+		ready := findCondition(getBreaker(g, ns, "crlf"), circuitv1alpha1.ConditionReady)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(ready.Reason).To(Equal(ReasonInvalidHeaderValue))
+		g.Expect(ready.Message).To(ContainSubstring("header Authorization"))
+		g.Expect(ready.Message).NotTo(ContainSubstring("s3cret"))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Consistently(ht.count).WithTimeout(time.Second).Should(BeZero())
+	cb := getBreaker(g, ns, "crlf")
+	g.Expect(cb.Status.LastProbe).To(BeNil(), "no probe failed as other: none was sent")
 }
 
 func TestHTTPSVerifiesWithTheCABundle(t *testing.T) {

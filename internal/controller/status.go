@@ -93,8 +93,8 @@ func (r *CircuitBreakerReconciler) setReadyFromProbe(cb *circuitv1alpha1.Circuit
 	case lp == nil:
 	case lp.Reason == probe.ReasonDenied:
 		setReady(cb, metav1.ConditionFalse, ReasonProbeDenied,
-			"The operator's probe guard refused the target's address (link-local, unspecified, loopback, "+
-				"in --probe-deny-cidrs or outside --probe-allow-cidrs); probes count as failures")
+			"The operator's probe guard refused the target's address (link-local, unspecified, cloud metadata, loopback, "+
+				"in --probe-deny-cidrs, outside --probe-allow-cidrs or outside the namespace's "+ProbeAllowedCIDRsAnnotation+" annotation); probes count as failures")
 		return
 	case lp.Reason == probe.ReasonDNS:
 		setReady(cb, metav1.ConditionFalse, ReasonTargetUnresolvable,

@@ -131,6 +131,8 @@ type operatorOptions struct {
 	denyLoopback bool
 	// workers is the number of reconcile workers; 4 by default.
 	workers int
+	// perNamespace bounds the probes one namespace may hold; 0: no bound.
+	perNamespace int
 	// wrapRecorder, if set, wraps the manager's event recorder.
 	wrapRecorder func(events.EventRecorder) events.EventRecorder
 }
@@ -154,11 +156,11 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
 	}
-	guard, err := probe.NewGuard(probe.DefaultDenyCIDRs, nil, !opts.denyLoopback)
+	guard, err := probe.NewGuard(nil, nil, !opts.denyLoopback)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), 1024)
+	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), probe.Limits{InFlight: 1024, PerNamespace: opts.perNamespace})
 	var recorder events.EventRecorder = mgr.GetEventRecorder("circuitbreaker-controller")
 	if opts.wrapRecorder != nil {
 		recorder = opts.wrapRecorder(recorder)
@@ -290,7 +292,7 @@ func breakerSpec(url string) circuitv1alpha1.CircuitBreakerSpec {
 		Target:           circuitv1alpha1.Target{URL: url},
 		Threshold:        3,
 		Timeout:          "2s",
-		RetryTimeout:     "500ms",
+		RetryTimeout:     "200ms",
 		Interval:         "200ms",
 		SuccessThreshold: 1,
 	}
