@@ -100,6 +100,7 @@ func TestHangingTargetFailsAfterRetryTimeout(t *testing.T) {
 	spec := breakerSpec("http://" + hangingListener(t) + "/healthz")
 	spec.Threshold = 2
 	spec.RetryTimeout = "700ms"
+	spec.Interval = "700ms"
 	createBreaker(t, ns, "hang", spec)
 
 	cb := waitState(t, ns, "hang", circuitv1alpha1.StateOpen, 15*time.Second)
@@ -168,7 +169,7 @@ func TestHangingTargetsDoNotDelayHealthyBreakers(t *testing.T) {
 		spec := breakerSpec("http://" + hang + fmt.Sprintf("/hang-%d", i))
 		spec.RetryTimeout = "3s"
 		spec.Threshold = 1000
-		spec.Interval = "250ms"
+		spec.Interval = "3s"
 		createBreaker(t, ns, fmt.Sprintf("hang-%d", i), spec)
 	}
 	for i := range 20 {

@@ -93,9 +93,10 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 		Target:    circuitv1alpha1.Target{URL: tg.url()},
 		Threshold: 2,
 		Timeout:   "2s",
-		Interval:  "200ms",
-		// Long enough for a held trial probe to be scraped in HalfOpen.
-		RetryTimeout:     "20s",
+		// Long enough for a held trial probe to be scraped in HalfOpen; a probe's
+		// deadline may not exceed the interval.
+		Interval:         "10s",
+		RetryTimeout:     "10s",
 		SuccessThreshold: 1,
 	}
 	createBreaker(t, ns, "cycle", spec)
@@ -154,7 +155,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 
 	// Open: threshold (2) failures with HTTP 503 open the circuit; Open probes no more.
 	tg.fail.Store(true)
-	waitState(t, ns, "cycle", circuitv1alpha1.StateOpen, 10*time.Second)
+	waitState(t, ns, "cycle", circuitv1alpha1.StateOpen, 30*time.Second)
 	// Hold the coming trial probe, so that HalfOpen lasts until we have looked at it.
 	release := tg.hold()
 	tg.fail.Store(false)

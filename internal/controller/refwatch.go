@@ -53,8 +53,8 @@ type refWatch struct {
 	informer toolscache.SharedIndexInformer
 	// forbidden is set while the API server refuses the watch (RBAC).
 	forbidden atomic.Bool
-	stop     context.CancelFunc
-	users    map[types.NamespacedName]struct{}
+	stop      context.CancelFunc
+	users     map[types.NamespacedName]struct{}
 }
 
 func newRefWatcher(client kubernetes.Interface) *refWatcher {

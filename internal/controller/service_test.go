@@ -247,6 +247,7 @@ func TestServiceSliceUpdateMidRound(t *testing.T) {
 	startOperatorWithDial(t, ns, f.net.dial)
 	spec := serviceSpec("mid", intstr.FromString("http"), 100)
 	spec.RetryTimeout = "2s"
+	spec.Interval = "2s"
 	spec.Threshold = 100
 	createBreaker(t, ns, "mid", spec)
 	time.Sleep(500 * time.Millisecond) // a round is under way

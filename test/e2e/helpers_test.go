@@ -68,7 +68,8 @@ func applyBreaker(t testing.TB, ns, name string, s breakerSpec) {
 		s.SuccessThreshold = 1
 	}
 	if s.RetryTimeout == "" {
-		s.RetryTimeout = "1s"
+		// A probe's deadline may not exceed the interval (admission refuses it).
+		s.RetryTimeout = s.Interval
 	}
 	manifest := fmt.Sprintf(`apiVersion: circuit.resilience.dev/v1alpha1
 kind: CircuitBreaker

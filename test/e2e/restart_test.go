@@ -16,7 +16,7 @@ func TestKilledManagerRestartedWhileOpenStillHalfOpensAtNextRetryTime(t *testing
 	ns := newNamespace(t, "e2e-restart")
 	tg := newTarget(t, false)
 	first := startManager(t, "manager-1")
-	applyBreaker(t, ns, "api", breakerSpec{URL: tg.URL(), Threshold: 2, Timeout: "20s", Interval: "300ms", SuccessThreshold: 3, RetryTimeout: "1s"})
+	applyBreaker(t, ns, "api", breakerSpec{URL: tg.URL(), Threshold: 2, Timeout: "20s", Interval: "300ms", SuccessThreshold: 3, RetryTimeout: "300ms"})
 	eventuallyState(t, ns, "api", "Open", 60*time.Second)
 	g := NewWithT(t)
 	open, err := getBreaker(ns, "api")

@@ -257,7 +257,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 		applyService(t, ns, "mid", httpPort)
 		applySlice(t, ns, "mid", "mid-1", []servicePort{httpPort}, threeReady("mid")...)
 		applyServiceBreaker(t, ns, "mid", serviceBreakerSpec{Service: "mid", Port: "http", Threshold: 3, Timeout: "3s",
-			RetryTimeout: retryTimeout.String()})
+			RetryTimeout: retryTimeout.String(), Interval: retryTimeout.String()})
 		eventuallyBreaker(t, ns, "mid", 60*time.Second, func(g Gomega, got serviceBreaker) {
 			g.Expect(got.Status.Endpoints).To(Equal(healthyStatuses(threeReady("mid"), 8080)))
 		})
@@ -385,6 +385,8 @@ type serviceBreakerSpec struct {
 	Threshold      int
 	Timeout        string
 	RetryTimeout   string
+	// Interval is 300ms unless set.
+	Interval string
 }
 
 // applyServiceBreaker applies a breaker that probes /healthz of each endpoint
@@ -394,8 +396,11 @@ func applyServiceBreaker(t testing.TB, ns, name string, s serviceBreakerSpec) {
 	if s.FailurePercent == 0 {
 		s.FailurePercent = 100
 	}
+	if s.Interval == "" {
+		s.Interval = "300ms"
+	}
 	if s.RetryTimeout == "" {
-		s.RetryTimeout = "1s"
+		s.RetryTimeout = s.Interval
 	}
 	path := applyManifest(t, "breaker-"+name+".yaml", fmt.Sprintf(`apiVersion: circuit.resilience.dev/v1alpha1
 kind: CircuitBreaker
@@ -409,8 +414,8 @@ spec:
   threshold: %d
   timeout: %s
   retryTimeout: %s
-  interval: 300ms
-`, name, ns, s.Service, s.Port, s.FailurePercent, s.Threshold, s.Timeout, s.RetryTimeout))
+  interval: %s
+`, name, ns, s.Service, s.Port, s.FailurePercent, s.Threshold, s.Timeout, s.RetryTimeout, s.Interval))
 	t.Cleanup(func() { _, _ = kubectl("delete", "-f", path, "--wait=false") })
 }
 
