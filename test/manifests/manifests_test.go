@@ -91,7 +91,8 @@ func TestManagerRoleGrantsExactlyWhatTheControllerUses(t *testing.T) {
 	}
 	read := func(gr string) []string { return []string{gr + ":get", gr + ":list", gr + ":watch"} }
 	want := slices.Concat(
-		read("/configmaps"), read("/secrets"), read("/services"),
+		// namespaces: the probe-allowed-cidrs annotation an admin sets on a Namespace.
+		read("/configmaps"), read("/namespaces"), read("/secrets"), read("/services"),
 		read("circuit.resilience.dev/circuitbreakers"),
 		[]string{"circuit.resilience.dev/circuitbreakers/status:patch"},
 		read("discovery.k8s.io/endpointslices"),
