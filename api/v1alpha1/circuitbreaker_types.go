@@ -5,14 +5,18 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// ResetAnnotation is the annotation that resets a breaker by hand: setting it to
-// a value that differs from status.lastHandledReset returns the breaker to
-// Closed with zero failures, once per value.
-const ResetAnnotation = "circuit.resilience.dev/reset"
-
-// ConditionReady is the condition type that says whether the breaker is probing
-// its target as specified, and if not, why not.
-const ConditionReady = "Ready"
+// The defaults of the spec. The CRD applies them (the +kubebuilder:default
+// markers below, which TestDefaultsAreApplied holds to these values); the
+// controller uses them for objects stored without API-server defaulting.
+const (
+	DefaultThreshold        int32       = 5
+	DefaultSuccessThreshold int32       = 1
+	DefaultFailurePercent   int32       = 100
+	DefaultTimeout          Duration    = "60s"
+	DefaultRetryTimeout     Duration    = "10s"
+	DefaultInterval         Duration    = "10s"
+	DefaultExpectedStatus   StatusRange = "200-399"
+)
 
 // State is the state of a circuit breaker.
 // +kubebuilder:validation:Enum=Closed;Open;HalfOpen
@@ -37,6 +41,13 @@ const (
 	// ProbeFailure: the target did not answer as expected within retryTimeout.
 	ProbeFailure ProbeResult = "Failure"
 )
+
+// Duration is a Go duration string such as "500ms", "10s" or "1h30m": up to six
+// digits, an optional fraction and a unit (ns, us, ms, s, m, h), repeated. Each
+// field of this type states its own range in a rule of its own.
+// +kubebuilder:validation:MaxLength=32
+// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 500ms, 10s or 1h30m"
+type Duration string
 
 // StatusRange is an HTTP status code ("204") or an inclusive range of them ("200-399").
 // +kubebuilder:validation:MinLength=3
@@ -224,29 +235,23 @@ type CircuitBreakerSpec struct {
 	// trial probe, as a Go duration string ("30s", "1m"). Defaults to "60s"; from 1s to 24h.
 	// +optional
 	// +kubebuilder:default="60s"
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$')",message="timeout must be a duration such as 30s, 1m or 1h30m"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",message="timeout must be at least 1s and at most 24h"
-	Timeout string `json:"timeout,omitempty"`
+	Timeout Duration `json:"timeout,omitempty"`
 
 	// retryTimeout is the deadline of each probe attempt, as a Go duration string
 	// ("500ms", "10s"); a slower answer counts as a failure. Defaults to "10s"; from 100ms to 24h.
 	// +optional
 	// +kubebuilder:default="10s"
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$')",message="retryTimeout must be a duration such as 500ms, 10s or 1m"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('24h'))",message="retryTimeout must be at least 100ms and at most 24h"
-	RetryTimeout string `json:"retryTimeout,omitempty"`
+	RetryTimeout Duration `json:"retryTimeout,omitempty"`
 
 	// interval is the time between the starts of two probes while the circuit is Closed
 	// or HalfOpen, as a Go duration string ("500ms", "10s"). No probes are sent while it
 	// is Open. Defaults to "10s"; from 100ms to 24h.
 	// +optional
 	// +kubebuilder:default="10s"
-	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$')",message="interval must be a duration such as 500ms, 10s or 1m"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('24h'))",message="interval must be at least 100ms and at most 24h"
-	Interval string `json:"interval,omitempty"`
+	Interval Duration `json:"interval,omitempty"`
 
 	// successThreshold is the number of consecutive successful trial probes in HalfOpen
 	// that close the circuit. Defaults to 1; from 1 to 100.
@@ -282,11 +287,19 @@ type LastProbe struct {
 	// +required
 	Result ProbeResult `json:"result"`
 
-	// reason is a short machine-readable cause: ok, timeout, connection_refused, dns,
-	// tls, http_status, denied or other. It never carries a response body or header.
+	// reason is the short machine-readable cause of the result, one of:
+	// ok (the target answered as expected);
+	// timeout (no answer within retryTimeout);
+	// connection_refused (the target's host refused the connection);
+	// dns (the target's host name did not resolve);
+	// tls (the TLS handshake or the certificate's verification failed);
+	// http_status (the answer's status is not in http.expectedStatuses);
+	// denied (the operator's probe guard refused the target's address);
+	// no_endpoints (a Service target had no ready endpoint, or could not be resolved to endpoints);
+	// other (any other failure).
+	// It never carries a response body or header.
 	// +optional
-	// +kubebuilder:validation:MaxLength=64
-	Reason string `json:"reason,omitempty"`
+	Reason ProbeReason `json:"reason,omitempty"`
 
 	// httpStatus is the HTTP status code of the answer, for HTTP(S) targets that answered.
 	// +optional
@@ -324,10 +337,9 @@ type EndpointStatus struct {
 	// lastResult is the outcome of the endpoint's last probe.
 	// +required
 	LastResult ProbeResult `json:"lastResult"`
-	// reason is the short cause of the last result, as in lastProbe.reason.
+	// reason is the short cause of the last result, with the values of lastProbe.reason.
 	// +optional
-	// +kubebuilder:validation:MaxLength=64
-	Reason string `json:"reason,omitempty"`
+	Reason ProbeReason `json:"reason,omitempty"`
 	// consecutiveFailures counts the endpoint's failed probes in a row.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures"`

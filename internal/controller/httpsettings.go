@@ -11,14 +11,6 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
-// Ready condition reasons for references that cannot be read.
-const (
-	ReasonSecretNotFound    = "SecretNotFound"
-	ReasonSecretKeyNotFound = "SecretKeyNotFound"
-	ReasonCABundleNotFound  = "CABundleNotFound"
-	ReasonInvalidCABundle   = "InvalidCABundle"
-)
-
 // specRefs lists the Secrets and ConfigMaps a breaker references.
 func specRefs(cb *circuitv1alpha1.CircuitBreaker) []ref {
 	h := cb.Spec.HTTP
@@ -78,12 +70,12 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 			return nil, err
 		}
 		if !found {
-			return &problem{ReasonSecretNotFound, fmt.Sprintf(
+			return &problem{circuitv1alpha1.ReasonSecretNotFound, fmt.Sprintf(
 				"Secret %q (header %s) does not exist; nothing is probed until it does", sel.Name, hd.Name)}, nil
 		}
 		value, ok := obj.(*corev1.Secret).Data[sel.Key]
 		if !ok {
-			return &problem{ReasonSecretKeyNotFound, fmt.Sprintf(
+			return &problem{circuitv1alpha1.ReasonSecretKeyNotFound, fmt.Sprintf(
 				"Secret %q has no key %q (header %s); nothing is probed until it does", sel.Name, sel.Key, hd.Name)}, nil
 		}
 		target.Headers = append(target.Headers, probe.Header{Name: hd.Name, Value: string(value)})
@@ -107,11 +99,11 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 			}
 		}
 		if len(pem) == 0 {
-			return &problem{ReasonCABundleNotFound, fmt.Sprintf(
+			return &problem{circuitv1alpha1.ReasonCABundleNotFound, fmt.Sprintf(
 				"ConfigMap %q has no CA bundle under key %q; nothing is probed until it does", sel.Name, sel.Key)}, nil
 		}
 		if !probe.ValidCAPEM(pem) {
-			return &problem{ReasonInvalidCABundle, fmt.Sprintf(
+			return &problem{circuitv1alpha1.ReasonInvalidCABundle, fmt.Sprintf(
 				"ConfigMap %q key %q holds no PEM certificate; nothing is probed until it does", sel.Name, sel.Key)}, nil
 		}
 		target.TLS.CAPEM = pem

@@ -125,7 +125,7 @@ func TestMissingSecretOrKeyProbesNothing(t *testing.T) {
 		ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonSecretNotFound))
+		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonSecretNotFound))
 		g.Expect(ready.Message).To(ContainSubstring(`"probe-token"`))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	time.Sleep(time.Second)
@@ -134,7 +134,7 @@ func TestMissingSecretOrKeyProbesNothing(t *testing.T) {
 	createSecret(g, ns, "probe-token", map[string]string{"other": "x"})
 	g.Eventually(func(g Gomega) {
 		ready := findCondition(getBreaker(g, ns, "nosecret"), circuitv1alpha1.ConditionReady)
-		g.Expect(ready.Reason).To(Equal(ReasonSecretKeyNotFound))
+		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonSecretKeyNotFound))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Expect(ht.count()).To(BeZero())
 
@@ -184,9 +184,9 @@ func TestHTTPSVerifiesWithTheCABundle(t *testing.T) {
 	createBreaker(t, ns, "wrong-name", wrongName)
 
 	cb := waitState(t, ns, "untrusted", circuitv1alpha1.StateOpen, 10*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("tls"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonTLS))
 	cb = waitState(t, ns, "wrong-name", circuitv1alpha1.StateOpen, 10*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("tls"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonTLS))
 	for _, name := range []string{"trusted", "insecure"} {
 		g.Eventually(func(g Gomega) {
 			cb := getBreaker(g, ns, name)
@@ -216,7 +216,7 @@ func TestGuardRefusesLoopbackWithoutTheFlag(t *testing.T) {
 		g.Expect(cb.Status.LastProbe.Reason).To(Equal("denied"), name)
 		ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonProbeDenied))
+		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonProbeDenied))
 	}
 	g.Expect(tg.count("/secret-admin")).To(BeZero(), "the guard refuses before connecting")
 }
@@ -229,8 +229,8 @@ func TestUnresolvableTargetIsReportedNotFatal(t *testing.T) {
 	spec.Threshold = 2
 	createBreaker(t, ns, "nxdomain", spec)
 	cb := waitState(t, ns, "nxdomain", circuitv1alpha1.StateOpen, 20*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("dns"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonDNS))
 	ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-	g.Expect(ready.Reason).To(Equal(ReasonTargetUnresolvable))
+	g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonTargetUnresolvable))
 }

@@ -30,12 +30,6 @@ import (
 
 const namespace = "bench"
 
-// Spec of the breakers that are not opened together: the API defaults.
-const (
-	defaultThreshold = 5
-	defaultTimeout   = "60s"
-)
-
 // runEnv is what the runs of one invocation share.
 type runEnv struct {
 	cfg config
@@ -429,9 +423,10 @@ func (r *sizeRun) startRefProber() error {
 
 func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 	cfg := r.env.cfg
-	threshold, timeout := int32(defaultThreshold), defaultTimeout
+	// The breakers that are not opened together keep the API's defaults.
+	threshold, timeout := circuitv1alpha1.DefaultThreshold, circuitv1alpha1.DefaultTimeout
 	if i < len(r.groups.together) {
-		threshold, timeout = cfg.resetThreshold, cfg.resetTimeout.String()
+		threshold, timeout = cfg.resetThreshold, circuitv1alpha1.Duration(cfg.resetTimeout.String())
 	}
 	return &circuitv1alpha1.CircuitBreaker{
 		ObjectMeta: metav1.ObjectMeta{Name: breakerName(i), Namespace: namespace},
@@ -439,8 +434,8 @@ func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 			Target:       circuitv1alpha1.Target{URL: targetURL(i, r.port)},
 			Threshold:    threshold,
 			Timeout:      timeout,
-			RetryTimeout: cfg.retryTimeout.String(),
-			Interval:     cfg.interval.String(),
+			RetryTimeout: circuitv1alpha1.Duration(cfg.retryTimeout.String()),
+			Interval:     circuitv1alpha1.Duration(cfg.interval.String()),
 		},
 	}
 }
