@@ -213,7 +213,7 @@ func TestGuardRefusesLoopbackWithoutTheFlag(t *testing.T) {
 
 	for _, name := range []string{"sneaky", "metadata"} {
 		cb := waitState(t, ns, name, circuitv1alpha1.StateOpen, 10*time.Second)
-		g.Expect(cb.Status.LastProbe.Reason).To(Equal("denied"), name)
+		g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonDenied), name)
 		ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonProbeDenied))

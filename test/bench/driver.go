@@ -25,7 +25,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
-	"github.com/resilience-dev/breaker-operator/test/localcp"
+	"github.com/resilience-dev/breaker-operator/internal/localcp"
 )
 
 const namespace = "bench"
@@ -304,13 +304,8 @@ func (r *sizeRun) startControlPlane(ctx context.Context) error {
 			say("Stopping the control plane: %v", err)
 		}
 	})
-	for _, args := range [][]string{
-		{"apply", "-f", filepath.Join(r.env.root, "config", "crd", "bases")},
-		{"wait", "--for=condition=Established", "--timeout=60s", "crd/circuitbreakers.circuit.resilience.dev"},
-	} {
-		if out, err := cp.Kubectl(ctx, args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("kubectl %v: %w\n%s", args, err, out)
-		}
+	if err := cp.InstallCRDs(ctx, filepath.Join(r.env.root, "config", "crd", "bases")); err != nil {
+		return err
 	}
 	if r.c, err = client.NewWithWatch(cp.RESTConfig, client.Options{Scheme: r.env.scheme}); err != nil {
 		return err
@@ -365,38 +360,31 @@ func (r *sizeRun) startManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	healthPort, err := localcp.FreePort()
+	r.metrics = "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
+	logPath := filepath.Join(r.dir, "manager.log")
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	r.metrics = "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
-	args := append([]string{
-		"--kubeconfig", r.cp.KubeconfigPath,
-		"--probe-allow-loopback",
-		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
-		"--metrics-secure=false",
-		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(healthPort),
-	}, r.env.cfg.managerArgs...)
-	if r.manager, err = r.startProcess("manager", r.env.manager, args); err != nil {
-		return err
+	defer func() { _ = log.Close() }()
+	r.manager, err = r.cp.StartManager(ctx, localcp.ManagerOptions{
+		Binary: r.env.manager,
+		Args: append([]string{
+			"--probe-allow-loopback",
+			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
+			"--metrics-secure=false",
+		}, r.env.cfg.managerArgs...),
+		Log: log,
+	})
+	if err != nil {
+		return fmt.Errorf("%w; see %s", err, logPath)
 	}
-	readyz := "http://127.0.0.1:" + strconv.Itoa(healthPort) + "/readyz"
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if resp, err := http.Get(readyz); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+	p := r.manager
+	r.onStop(func() {
+		if err := p.Stop(15 * time.Second); err != nil {
+			say("Stopping the manager: %v", err)
 		}
-		if !r.manager.Running() {
-			return fmt.Errorf("the manager exited: %v; see %s", r.manager.Err(), filepath.Join(r.dir, "manager.log"))
-		}
-		if time.Now().After(deadline) {
-			return errors.New("the manager was not ready within 90s")
-		}
-		sleepCtx(ctx, 100*time.Millisecond)
-	}
+	})
 	if r.idleRSS != 0 {
 		return nil
 	}

@@ -1,5 +1,5 @@
 // Command bench is `make bench`, the scale and isolation benchmark: it brings
-// up a local control plane (test/localcp), runs the real manager, creates N
+// up a local control plane (internal/localcp), runs the real manager, creates N
 // breakers against loopback targets served by one target process, and
 // measures probe cadence, detection, timed reset, API economy, cost against a
 // reference prober run side by side, and isolation from hanging targets. It

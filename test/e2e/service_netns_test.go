@@ -15,7 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
-	"github.com/resilience-dev/breaker-operator/test/localcp"
+	"github.com/resilience-dev/breaker-operator/internal/localcp"
 )
 
 // TestServiceTargetProbesEveryEndpointOverARealNetwork runs demo targets in a
