@@ -291,7 +291,7 @@ func TestBreakersForServiceMapsServicesAndSlicesToTheBreakersTargetingThem(t *te
 	g.Expect(r.breakersForService(ctx, nobody)).To(BeEmpty())
 }
 
-func mustDuration(t *testing.T, d circuitv1alpha1.Duration) time.Duration {
+func mustDuration(t *testing.T, d circuitv1alpha1.GoDuration) time.Duration {
 	t.Helper()
 	v, err := time.ParseDuration(string(d))
 	if err != nil {

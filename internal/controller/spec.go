@@ -81,7 +81,7 @@ func orDefault(v, def int32) int32 {
 	return v
 }
 
-func parseDuration(field string, v, def circuitv1alpha1.Duration) (time.Duration, error) {
+func parseDuration(field string, v, def circuitv1alpha1.GoDuration) (time.Duration, error) {
 	if v == "" {
 		v = def
 	}

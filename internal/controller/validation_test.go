@@ -149,7 +149,7 @@ func TestDefaultsAreApplied(t *testing.T) {
 // Valid durations in all their Go forms are accepted.
 func TestValidDurationsAreAccepted(t *testing.T) {
 	ns := newNamespace(t)
-	for i, d := range []circuitv1alpha1.Duration{"100ms", "1.5s", "1m30s", "24h", "0.5s", "1h0m0s"} {
+	for i, d := range []circuitv1alpha1.GoDuration{"100ms", "1.5s", "1m30s", "24h", "0.5s", "1h0m0s"} {
 		spec := breakerSpec("tcp://db.example.com:5432")
 		spec.Interval, spec.RetryTimeout = d, d
 		spec.Timeout = "1m"

@@ -414,7 +414,7 @@ func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 	// The breakers that are not opened together keep the API's defaults.
 	threshold, timeout := circuitv1alpha1.DefaultThreshold, circuitv1alpha1.DefaultTimeout
 	if i < len(r.groups.together) {
-		threshold, timeout = cfg.resetThreshold, circuitv1alpha1.Duration(cfg.resetTimeout.String())
+		threshold, timeout = cfg.resetThreshold, circuitv1alpha1.GoDuration(cfg.resetTimeout.String())
 	}
 	return &circuitv1alpha1.CircuitBreaker{
 		ObjectMeta: metav1.ObjectMeta{Name: breakerName(i), Namespace: namespace},
@@ -422,8 +422,8 @@ func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 			Target:       circuitv1alpha1.Target{URL: targetURL(i, r.port)},
 			Threshold:    threshold,
 			Timeout:      timeout,
-			RetryTimeout: circuitv1alpha1.Duration(cfg.retryTimeout.String()),
-			Interval:     circuitv1alpha1.Duration(cfg.interval.String()),
+			RetryTimeout: circuitv1alpha1.GoDuration(cfg.retryTimeout.String()),
+			Interval:     circuitv1alpha1.GoDuration(cfg.interval.String()),
 		},
 	}
 }
