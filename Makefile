@@ -115,11 +115,11 @@ bench-smoke: envtest-assets ## Run the benchmark's one-minute smoke run (N = 50)
 
 .PHONY: build
 build: manifests generate fmt vet ## Build the manager binary.
-	go build -o bin/manager ./cmd/manager
+	go build -o bin/manager ./cmd
 
 .PHONY: run
 run: manifests generate fmt vet ## Run a controller from your host against the cluster in your kubeconfig.
-	go run ./cmd/manager
+	go run ./cmd
 
 .PHONY: docker-build
 docker-build: ## Build docker image with the manager.

@@ -489,3 +489,7 @@ type CircuitBreakerList struct {
 	metav1.ListMeta `json:"metadata,omitzero"`
 	Items           []CircuitBreaker `json:"items"`
 }
+
+func init() {
+	SchemeBuilder.Register(&CircuitBreaker{}, &CircuitBreakerList{})
+}
