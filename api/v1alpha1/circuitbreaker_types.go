@@ -319,7 +319,7 @@ type LastProbe struct {
 
 	// latency is how long the probe took, as a Go duration string.
 	// +optional
-	//nolint:kubeapilinter // a duration like the spec's (nodurations is off); omitzero leaves it out when unset.
+	//nolint:kubeapilinter // written with every probe and omitted (omitzero) only when unset, so no pointer is needed.
 	Latency metav1.Duration `json:"latency,omitzero"`
 }
 

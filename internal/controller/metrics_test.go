@@ -164,7 +164,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 		g.Expect(s).To(HaveKeyWithValue(consecutive, 2.0))
 		g.Expect(onlyKeys(s, transitions)).To(Equal(map[string]float64{transitions + `{from="Closed",to="Open"}`: 1}))
 		g.Expect(s).To(HaveKeyWithValue(probes+`{result="failure"}`, 2.0))
-		g.Expect(onlyKeys(s, failures)).To(Equal(map[string]float64{failures + `{reason="http_status"}`: 2}))
+		g.Expect(onlyKeys(s, failures)).To(Equal(map[string]float64{failures + `{reason="` + string(circuitv1alpha1.ProbeReasonHTTPStatus) + `"}`: 2}))
 		g.Expect(s[probes+`{result="success"}`]).To(BeNumerically(">=", successes))
 		probesAddUp(g, s)
 		successes = s[probes+`{result="success"}`]
@@ -202,7 +202,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 		}))
 		g.Expect(s[probes+`{result="success"}`]).To(BeNumerically(">=", successes+1))
 		g.Expect(s).To(HaveKeyWithValue(probes+`{result="failure"}`, 2.0))
-		g.Expect(onlyKeys(s, failures)).To(Equal(map[string]float64{failures + `{reason="http_status"}`: 2}))
+		g.Expect(onlyKeys(s, failures)).To(Equal(map[string]float64{failures + `{reason="` + string(circuitv1alpha1.ProbeReasonHTTPStatus) + `"}`: 2}))
 		probesAddUp(g, s)
 		last = s
 	}).WithTimeout(5 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
