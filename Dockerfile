@@ -21,7 +21,7 @@ COPY internal/ internal/
 # for the platform of the host where the command was called.
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath \
     -ldflags "-s -w -X github.com/resilience-dev/breaker-operator/internal/version.Version=${VERSION}" \
-    -o manager ./cmd/manager
+    -o manager ./cmd
 
 # Use distroless as minimal base image to package the manager binary: no shell,
 # no package manager, and the nonroot user (65532).

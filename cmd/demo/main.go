@@ -1,5 +1,5 @@
 // Command demo is `make demo`: it shows the operator at work without a
-// cluster. It brings up a local control plane (test/localcp), installs the
+// cluster. It brings up a local control plane (internal/localcp), installs the
 // CRDs, starts the manager and a demo target that can be broken and healed,
 // applies config/samples, prints how to drive it, and watches the breakers
 // with `kubectl get cb -w` until Ctrl-C (or --seconds), when it stops
@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/resilience-dev/breaker-operator/test/localcp"
+	"github.com/resilience-dev/breaker-operator/internal/localcp"
 )
 
 // config holds the flags; the defaults fit a run from the repository root.
@@ -94,10 +94,7 @@ func run(ctx context.Context, c config) error {
 	}
 
 	say("Installing the CRDs: kubectl apply -f %s", c.crds)
-	if err := kubectl("apply", "-f", c.crds); err != nil {
-		return err
-	}
-	if err := kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/circuitbreakers.circuit.resilience.dev"); err != nil {
+	if err := cp.InstallCRDs(ctx, c.crds); err != nil {
 		return err
 	}
 
@@ -109,7 +106,7 @@ func run(ctx context.Context, c config) error {
 	defer stopProcess(target)
 
 	say("Starting the manager (log: %s)", c.managerLog)
-	manager, err := startManager(c, kubeconfig)
+	manager, err := startManager(ctx, c, cp)
 	if err != nil {
 		return err
 	}
@@ -145,19 +142,26 @@ func run(ctx context.Context, c config) error {
 	}
 }
 
-func startManager(c config, kubeconfig string) (*localcp.Process, error) {
+// startManager starts the manager and waits until it is ready.
+func startManager(ctx context.Context, c config, cp *localcp.ControlPlane) (*localcp.Process, error) {
 	log, err := os.Create(c.managerLog)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = log.Close() }()
-	return localcp.StartProcess("manager", c.manager, []string{
-		"--kubeconfig", kubeconfig,
-		// The demo target listens on loopback, which probes refuse by default.
-		"--probe-allow-loopback",
-		"--health-probe-bind-address=0",
-		"--metrics-bind-address=0",
-	}, log)
+	p, err := cp.StartManager(ctx, localcp.ManagerOptions{
+		Binary: c.manager,
+		Args: []string{
+			// The demo target listens on loopback, which probes refuse by default.
+			"--probe-allow-loopback",
+			"--metrics-bind-address=0",
+		},
+		Log: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w; see %s", err, c.managerLog)
+	}
+	return p, nil
 }
 
 func printHelp(c config, cp *localcp.ControlPlane, targetPID int) {

@@ -34,23 +34,6 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
-// Condition reasons of the Ready condition.
-const (
-	ReasonProbing     = "Probing"
-	ReasonInvalidSpec = "InvalidSpec"
-	ReasonProbeDenied = "ProbeDenied"
-	// ReasonTargetUnresolvable: the target's host name did not resolve at the last probe.
-	ReasonTargetUnresolvable = "TargetUnresolvable"
-)
-
-// Event reasons, one per kind of transition.
-const (
-	EventCircuitOpened     = "CircuitOpened"
-	EventCircuitHalfOpened = "CircuitHalfOpened"
-	EventCircuitClosed     = "CircuitClosed"
-	EventCircuitReset      = "CircuitReset"
-)
-
 // CircuitBreakerReconciler reconciles a CircuitBreaker object.
 type CircuitBreakerReconciler struct {
 	client.Client
@@ -168,7 +151,7 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 	cb.Status.Target = targetSummary(cb.Spec.Target)
 	cfg, err := parseSpec(cb.Spec)
 	if err != nil {
-		notProbing(cb, now, ReasonInvalidSpec, err.Error())
+		notProbing(cb, now, circuitv1alpha1.ReasonInvalidSpec, err.Error())
 		return out, nil
 	}
 	var svc resolved
@@ -297,7 +280,7 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 	log := logf.FromContext(ctx)
 	if out.probed != nil {
 		r.Runner.Ack(key, out.probed.Start)
-		metrics.ObserveProbe(cb.Namespace, cb.Name, out.probed.Success, out.probed.Reason, out.probed.Latency)
+		metrics.ObserveProbe(cb.Namespace, cb.Name, out.probed.Success, string(out.probed.Reason), out.probed.Latency)
 	}
 	if out.reset {
 		// A probe that was under way when the reset was handled must not count
@@ -314,7 +297,7 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 	}
 	if out.reset {
 		log.Info("Circuit reset by annotation", "value", cb.Status.LastHandledReset)
-		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, EventCircuitReset, "Reset",
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, circuitv1alpha1.EventCircuitReset, "Reset",
 			"Circuit reset to Closed by the %s annotation", circuitv1alpha1.ResetAnnotation)
 	}
 	for _, t := range out.transitions {
@@ -328,20 +311,20 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 func (r *CircuitBreakerReconciler) emitTransition(cb *circuitv1alpha1.CircuitBreaker, t breaker.Transition, probed *probe.Result) {
 	last := "none"
 	if probed != nil {
-		last = probed.Reason
+		last = string(probed.Reason)
 	}
 	switch {
 	case t.Reason == breaker.ReasonReset:
 		// Reported once, as CircuitReset, above.
 	case t.To == breaker.Open:
-		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, EventCircuitOpened, "Open",
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, circuitv1alpha1.EventCircuitOpened, "Open",
 			"Circuit opened after %d consecutive failed probes (last: %s); next trial at %s",
 			cb.Status.ConsecutiveFailures, last, formatTime(cb.Status.NextRetryTime))
 	case t.To == breaker.HalfOpen:
-		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, EventCircuitHalfOpened, "HalfOpen",
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, circuitv1alpha1.EventCircuitHalfOpened, "HalfOpen",
 			"Circuit half-open after its timeout; sending trial probes")
 	case t.To == breaker.Closed:
-		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, EventCircuitClosed, "Close",
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, circuitv1alpha1.EventCircuitClosed, "Close",
 			"Circuit closed after successful trial probes")
 	}
 }

@@ -28,7 +28,7 @@ func TestFullCycleOpensHalfOpensReopensAndCloses(t *testing.T) {
 		ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue))
-		g.Expect(ready.Reason).To(Equal(ReasonProbing))
+		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonProbing))
 		g.Expect(cb.Status.LastProbe).NotTo(BeNil())
 		g.Expect(cb.Status.LastProbe.Result).To(Equal(circuitv1alpha1.ProbeSuccess))
 	}).WithTimeout(5 * time.Second).Should(Succeed())
@@ -39,12 +39,12 @@ func TestFullCycleOpensHalfOpensReopensAndCloses(t *testing.T) {
 	cb = waitState(t, ns, "cycle", circuitv1alpha1.StateOpen, 10*time.Second)
 	g.Expect(cb.Status.ConsecutiveFailures).To(Equal(int32(3)))
 	g.Expect(cb.Status.LastProbe.Result).To(Equal(circuitv1alpha1.ProbeFailure))
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("http_status"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonHTTPStatus))
 	g.Expect(cb.Status.LastProbe.HTTPStatus).To(Equal(int32(503)))
 	g.Expect(cb.Status.OpenedAt).NotTo(BeNil())
 	g.Expect(cb.Status.NextRetryTime.Time).To(Equal(cb.Status.OpenedAt.Add(2 * time.Second)))
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "cycle") }).
-		WithTimeout(5 * time.Second).Should(ContainElement("Warning/CircuitOpened"))
+		WithTimeout(5 * time.Second).Should(ContainElement("Warning/" + circuitv1alpha1.EventCircuitOpened))
 
 	// Open sends no probes.
 	probesWhenOpened := tg.count("/healthz")
@@ -59,7 +59,7 @@ func TestFullCycleOpensHalfOpensReopensAndCloses(t *testing.T) {
 		g.Expect(cb.Status.OpenedAt.Time).To(BeTemporally(">", firstOpenedAt.Add(2*time.Second)))
 	}).WithTimeout(10 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "cycle") }).
-		WithTimeout(5 * time.Second).Should(ContainElement("Normal/CircuitHalfOpened"))
+		WithTimeout(5 * time.Second).Should(ContainElement("Normal/" + circuitv1alpha1.EventCircuitHalfOpened))
 
 	// Heal: the next trial closes it and the counters return to zero.
 	tg.healthy.Store(true)
@@ -69,7 +69,7 @@ func TestFullCycleOpensHalfOpensReopensAndCloses(t *testing.T) {
 	g.Expect(cb.Status.OpenedAt).To(BeNil())
 	g.Expect(cb.Status.NextRetryTime).To(BeNil())
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "cycle") }).
-		WithTimeout(5 * time.Second).Should(ContainElement("Normal/CircuitClosed"))
+		WithTimeout(5 * time.Second).Should(ContainElement("Normal/" + circuitv1alpha1.EventCircuitClosed))
 }
 
 func TestHalfOpenNeedsSuccessThresholdTrials(t *testing.T) {
@@ -104,7 +104,7 @@ func TestHangingTargetFailsAfterRetryTimeout(t *testing.T) {
 	createBreaker(t, ns, "hang", spec)
 
 	cb := waitState(t, ns, "hang", circuitv1alpha1.StateOpen, 15*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("timeout"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonTimeout))
 	g.Expect(cb.Status.LastProbe.Latency.Duration).To(BeNumerically(">=", 700*time.Millisecond))
 	g.Expect(cb.Status.LastProbe.Latency.Duration).To(BeNumerically("<", 5*time.Second))
 }
@@ -118,7 +118,7 @@ func TestTCPTargetClosedWhileListeningOpensWhenRefused(t *testing.T) {
 	createBreaker(t, ns, "tcp-down", breakerSpec("tcp://"+closedPort(t)))
 
 	cb := waitState(t, ns, "tcp-down", circuitv1alpha1.StateOpen, 10*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("connection_refused"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonConnectionRefused))
 	g.Consistently(func(g Gomega) {
 		cb := getBreaker(g, ns, "tcp-up")
 		g.Expect(cb.Status.State).To(Equal(circuitv1alpha1.StateClosed))
@@ -155,7 +155,7 @@ func TestRestartedManagerGoesHalfOpenAtNextRetryTime(t *testing.T) {
 	// Not a full timeout after the restart: within a generous margin of nextRetryTime.
 	g.Expect(halfOpenSeen.Sub(nextRetry)).To(BeNumerically("<", 1500*time.Millisecond))
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "restart") }).
-		WithTimeout(5 * time.Second).Should(ContainElement("Normal/CircuitHalfOpened"))
+		WithTimeout(5 * time.Second).Should(ContainElement("Normal/" + circuitv1alpha1.EventCircuitHalfOpened))
 }
 
 func TestHangingTargetsDoNotDelayHealthyBreakers(t *testing.T) {
@@ -213,7 +213,7 @@ func TestResetAnnotationClosesOncePerValue(t *testing.T) {
 	cb := waitState(t, ns, "reset", circuitv1alpha1.StateClosed, 10*time.Second)
 	g.Expect(cb.Status.LastHandledReset).To(Equal("first"))
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "reset") }).
-		WithTimeout(5 * time.Second).Should(ContainElement("Normal/CircuitReset"))
+		WithTimeout(5 * time.Second).Should(ContainElement("Normal/" + circuitv1alpha1.EventCircuitReset))
 
 	// Still failing, it opens again; the same value does not reset it twice.
 	waitState(t, ns, "reset", circuitv1alpha1.StateOpen, 10*time.Second)

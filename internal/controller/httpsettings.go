@@ -13,23 +13,6 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
-// Ready condition reasons for references that cannot be used.
-const (
-	// ReasonSecretNotAllowed: a header's Secret is missing, lacks the key, or
-	// does not consent to probes (the label circuit.resilience.dev/probe-credentials=true).
-	// One reason for all three, so that a tenant cannot learn which Secrets exist.
-	ReasonSecretNotAllowed = "SecretNotAllowed"
-	// ReasonInvalidHeaderValue: a header value holds bytes that cannot go into an HTTP header.
-	ReasonInvalidHeaderValue = "InvalidHeaderValue"
-	// ReasonReferenceForbidden: the manager may not read a referenced Secret or ConfigMap (RBAC).
-	ReasonReferenceForbidden = "ReferenceForbidden"
-	ReasonCABundleNotFound   = "CABundleNotFound"
-	ReasonInvalidCABundle    = "InvalidCABundle"
-)
-
-// ProbeCredentialsLabel marks a Secret whose keys may be sent as probe headers.
-const ProbeCredentialsLabel = "circuit.resilience.dev/probe-credentials"
-
 // maxHeaderValueBytes bounds a header value read from a Secret.
 const maxHeaderValueBytes = 8 << 10
 
@@ -87,7 +70,7 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 			return refProblem, err
 		}
 		if !httpguts.ValidHeaderFieldValue(value) || len(value) > maxHeaderValueBytes {
-			return &problem{ReasonInvalidHeaderValue, fmt.Sprintf(
+			return &problem{circuitv1alpha1.ReasonInvalidHeaderValue, fmt.Sprintf(
 				"The value of header %s holds bytes that cannot go into an HTTP header (such as CR or LF) "+
 					"or is longer than %d bytes; nothing is probed until it is fixed", hd.Name, maxHeaderValueBytes)}, nil
 		}
@@ -115,11 +98,11 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 			}
 		}
 		if len(pem) == 0 {
-			return &problem{ReasonCABundleNotFound, fmt.Sprintf(
+			return &problem{circuitv1alpha1.ReasonCABundleNotFound, fmt.Sprintf(
 				"ConfigMap %q has no CA bundle under key %q; nothing is probed until it does", sel.Name, sel.Key)}, nil
 		}
 		if !probe.ValidCAPEM(pem) {
-			return &problem{ReasonInvalidCABundle, fmt.Sprintf(
+			return &problem{circuitv1alpha1.ReasonInvalidCABundle, fmt.Sprintf(
 				"ConfigMap %q key %q holds no PEM certificate; nothing is probed until it does", sel.Name, sel.Key)}, nil
 		}
 		target.TLS.CAPEM = pem
@@ -128,7 +111,7 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 }
 
 // headerValue is a header's literal value or the value of its Secret key. A
-// Secret is used only if it carries ProbeCredentialsLabel; missing, keyless and
+// Secret is used only if it carries circuitv1alpha1.ProbeCredentialsLabel; missing, keyless and
 // unlabelled Secrets get the same answer.
 func (r *CircuitBreakerReconciler) headerValue(ctx context.Context, namespace string, hd circuitv1alpha1.HTTPHeader) (string, *problem, error) {
 	if hd.Value != nil {
@@ -146,19 +129,19 @@ func (r *CircuitBreakerReconciler) headerValue(ctx context.Context, namespace st
 	ok := false
 	if found {
 		secret := obj.(*corev1.Secret)
-		if secret.Labels[ProbeCredentialsLabel] == "true" {
+		if secret.Labels[circuitv1alpha1.ProbeCredentialsLabel] == "true" {
 			value, ok = secret.Data[sel.Key]
 		}
 	}
 	if !ok {
-		return "", &problem{ReasonSecretNotAllowed, fmt.Sprintf(
+		return "", &problem{circuitv1alpha1.ReasonSecretNotAllowed, fmt.Sprintf(
 			"Secret %s is missing, lacks key %s, or is not labelled %s=true; nothing is probed until it is",
-			sel.Name, sel.Key, ProbeCredentialsLabel)}, nil
+			sel.Name, sel.Key, circuitv1alpha1.ProbeCredentialsLabel)}, nil
 	}
 	return string(value), nil, nil
 }
 
 func forbidden(kind, name string) *problem {
-	return &problem{ReasonReferenceForbidden, fmt.Sprintf(
+	return &problem{circuitv1alpha1.ReasonReferenceForbidden, fmt.Sprintf(
 		"The operator is not allowed to read %s %s (RBAC); nothing is probed until it is", kind, name)}
 }

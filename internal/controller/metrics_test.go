@@ -34,7 +34,7 @@ import (
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 )
 
-// These tests serve metrics as cmd/manager does by default: over HTTPS behind
+// These tests serve metrics as cmd/main.go does by default: over HTTPS behind
 // controller-runtime's authentication and authorization filter, which asks the
 // API server (TokenReview, SubjectAccessReview) about each scrape. envtest
 // starts kube-apiserver with --service-account-issuer and signing keys and with
@@ -165,7 +165,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 		g.Expect(s).To(HaveKeyWithValue(consecutive, 2.0))
 		g.Expect(onlyKeys(s, transitions)).To(Equal(map[string]float64{transitions + `{from="Closed",to="Open"}`: 1}))
 		g.Expect(s).To(HaveKeyWithValue(probes+`{result="failure"}`, 2.0))
-		g.Expect(onlyKeys(s, failures)).To(Equal(map[string]float64{failures + `{reason="http_status"}`: 2}))
+		g.Expect(onlyKeys(s, failures)).To(Equal(map[string]float64{failures + `{reason="` + string(circuitv1alpha1.ProbeReasonHTTPStatus) + `"}`: 2}))
 		g.Expect(s[probes+`{result="success"}`]).To(BeNumerically(">=", successes))
 		probesAddUp(g, s)
 		successes = s[probes+`{result="success"}`]
@@ -203,7 +203,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 		}))
 		g.Expect(s[probes+`{result="success"}`]).To(BeNumerically(">=", successes+1))
 		g.Expect(s).To(HaveKeyWithValue(probes+`{result="failure"}`, 2.0))
-		g.Expect(onlyKeys(s, failures)).To(Equal(map[string]float64{failures + `{reason="http_status"}`: 2}))
+		g.Expect(onlyKeys(s, failures)).To(Equal(map[string]float64{failures + `{reason="` + string(circuitv1alpha1.ProbeReasonHTTPStatus) + `"}`: 2}))
 		probesAddUp(g, s)
 		last = s
 	}).WithTimeout(5 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
@@ -233,7 +233,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 }
 
 // startSecureOperator runs the CircuitBreaker controller for namespace ns in a
-// manager whose metrics server is configured as cmd/manager's default, and
+// manager whose metrics server is configured as cmd/main.go's default, and
 // returns the metrics URL.
 func startSecureOperator(t *testing.T, ns string) string {
 	t.Helper()

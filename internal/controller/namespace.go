@@ -15,11 +15,6 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
-// ProbeAllowedCIDRsAnnotation, on a Namespace, restricts where the probes of
-// that namespace's breakers may connect: a comma-separated list of CIDRs, set by
-// the cluster admin. The operator's deny lists still win.
-const ProbeAllowedCIDRsAnnotation = "circuit.resilience.dev/probe-allowed-cidrs"
-
 // maxAllowedCIDRs bounds the list an annotation may hold.
 const maxAllowedCIDRs = 64
 
@@ -31,15 +26,15 @@ func (r *CircuitBreakerReconciler) namespaceRanges(ctx context.Context, ns strin
 	if err := r.Get(ctx, client.ObjectKey{Name: ns}, meta); err != nil {
 		return nil, false, nil, client.IgnoreNotFound(err)
 	}
-	value, ok := meta.Annotations[ProbeAllowedCIDRsAnnotation]
+	value, ok := meta.Annotations[circuitv1alpha1.ProbeAllowedCIDRsAnnotation]
 	if !ok {
 		return nil, false, nil, nil
 	}
 	allowed, perr := parseAllowedCIDRs(value)
 	if perr != nil {
-		return nil, true, &problem{ReasonProbeDenied, fmt.Sprintf(
+		return nil, true, &problem{circuitv1alpha1.ReasonProbeDenied, fmt.Sprintf(
 			"The namespace's %s annotation is not a list of at most %d comma-separated CIDRs (%v); nothing is probed until it is",
-			ProbeAllowedCIDRsAnnotation, maxAllowedCIDRs, perr)}, nil
+			circuitv1alpha1.ProbeAllowedCIDRsAnnotation, maxAllowedCIDRs, perr)}, nil
 	}
 	return allowed, true, nil, nil
 }

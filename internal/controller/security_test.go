@@ -59,7 +59,7 @@ func (ht *headerTarget) count() int {
 
 // createSecret creates a Secret that consents to probes.
 func createSecret(g Gomega, ns, name string, data map[string]string) {
-	createSecretLabelled(g, ns, name, data, map[string]string{ProbeCredentialsLabel: "true"})
+	createSecretLabelled(g, ns, name, data, map[string]string{circuitv1alpha1.ProbeCredentialsLabel: "true"})
 }
 
 func createSecretLabelled(g Gomega, ns, name string, data, labels map[string]string) {
@@ -133,7 +133,7 @@ func TestSecretsWithoutConsentAreNeverSentAndLookAlikeWhenMissing(t *testing.T) 
 			ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 			g.Expect(ready).NotTo(BeNil())
 			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-			g.Expect(ready.Reason).To(Equal(ReasonSecretNotAllowed))
+			g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonSecretNotAllowed))
 			g.Expect(ready.Message).To(Equal(want))
 		}).WithTimeout(10 * time.Second).Should(Succeed())
 		g.Consistently(ht.count).WithTimeout(time.Second).Should(BeZero(), "nothing is probed without consent")
@@ -151,13 +151,13 @@ func TestSecretsWithoutConsentAreNeverSentAndLookAlikeWhenMissing(t *testing.T) 
 	// Labelled with another value.
 	s := &corev1.Secret{}
 	g.Expect(k8sClient.Get(context.Background(), keyOf(ns, "probe-token"), s)).To(Succeed())
-	s.Labels = map[string]string{ProbeCredentialsLabel: "yes"}
+	s.Labels = map[string]string{circuitv1alpha1.ProbeCredentialsLabel: "yes"}
 	g.Expect(k8sClient.Update(context.Background(), s)).To(Succeed())
 	notAllowed()
 
 	// Labelled, but without the key.
 	g.Expect(k8sClient.Get(context.Background(), keyOf(ns, "probe-token"), s)).To(Succeed())
-	s.Labels = map[string]string{ProbeCredentialsLabel: "true"}
+	s.Labels = map[string]string{circuitv1alpha1.ProbeCredentialsLabel: "true"}
 	s.Data = map[string][]byte{"other": []byte("x")}
 	g.Expect(k8sClient.Update(context.Background(), s)).To(Succeed())
 	notAllowed()
@@ -175,11 +175,11 @@ func TestSecretsWithoutConsentAreNeverSentAndLookAlikeWhenMissing(t *testing.T) 
 
 	// Withdrawing consent stops the probes again.
 	g.Expect(k8sClient.Get(context.Background(), keyOf(ns, "probe-token"), s)).To(Succeed())
-	delete(s.Labels, ProbeCredentialsLabel)
+	delete(s.Labels, circuitv1alpha1.ProbeCredentialsLabel)
 	g.Expect(k8sClient.Update(context.Background(), s)).To(Succeed())
 	g.Eventually(func(g Gomega) string {
 		return findCondition(getBreaker(g, ns, "borrow"), circuitv1alpha1.ConditionReady).Reason
-	}).WithTimeout(10 * time.Second).Should(Equal(ReasonSecretNotAllowed))
+	}).WithTimeout(10 * time.Second).Should(Equal(circuitv1alpha1.ReasonSecretNotAllowed))
 }
 
 func TestAHeaderValueWithLineBreaksIsRefusedWithoutProbing(t *testing.T) {
@@ -193,7 +193,7 @@ func TestAHeaderValueWithLineBreaksIsRefusedWithoutProbing(t *testing.T) {
 		ready := findCondition(getBreaker(g, ns, "crlf"), circuitv1alpha1.ConditionReady)
 		g.Expect(ready).NotTo(BeNil())
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonInvalidHeaderValue))
+		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonInvalidHeaderValue))
 		g.Expect(ready.Message).To(ContainSubstring("header Authorization"))
 		g.Expect(ready.Message).NotTo(ContainSubstring("s3cret"))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
@@ -236,9 +236,9 @@ func TestHTTPSVerifiesWithTheCABundle(t *testing.T) {
 	createBreaker(t, ns, "wrong-name", wrongName)
 
 	cb := waitState(t, ns, "untrusted", circuitv1alpha1.StateOpen, 10*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("tls"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonTLS))
 	cb = waitState(t, ns, "wrong-name", circuitv1alpha1.StateOpen, 10*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("tls"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonTLS))
 	for _, name := range []string{"trusted", "insecure"} {
 		g.Eventually(func(g Gomega) {
 			cb := getBreaker(g, ns, name)
@@ -265,10 +265,10 @@ func TestGuardRefusesLoopbackWithoutTheFlag(t *testing.T) {
 
 	for _, name := range []string{"sneaky", "metadata"} {
 		cb := waitState(t, ns, name, circuitv1alpha1.StateOpen, 10*time.Second)
-		g.Expect(cb.Status.LastProbe.Reason).To(Equal("denied"), name)
+		g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonDenied), name)
 		ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonProbeDenied))
+		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonProbeDenied))
 	}
 	g.Expect(tg.count("/secret-admin")).To(BeZero(), "the guard refuses before connecting")
 }
@@ -281,8 +281,8 @@ func TestUnresolvableTargetIsReportedNotFatal(t *testing.T) {
 	spec.Threshold = 2
 	createBreaker(t, ns, "nxdomain", spec)
 	cb := waitState(t, ns, "nxdomain", circuitv1alpha1.StateOpen, 20*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("dns"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonDNS))
 	ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-	g.Expect(ready.Reason).To(Equal(ReasonTargetUnresolvable))
+	g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonTargetUnresolvable))
 }

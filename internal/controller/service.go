@@ -19,13 +19,6 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
-// Ready condition reasons for Service targets that cannot be probed.
-const (
-	ReasonServiceNotFound         = "ServiceNotFound"
-	ReasonServicePortNotFound     = "ServicePortNotFound"
-	ReasonServiceWithoutEndpoints = "ServiceWithoutEndpoints"
-)
-
 // maxStatusEndpoints bounds status.endpoints; endpointsTotal keeps the full count.
 const maxStatusEndpoints = 64
 
@@ -48,14 +41,14 @@ func (r *CircuitBreakerReconciler) resolveService(ctx context.Context, ns string
 	svc := &corev1.Service{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: st.Name}, svc); err != nil {
 		if apierrors.IsNotFound(err) {
-			return resolved{problem: &problem{ReasonServiceNotFound,
+			return resolved{problem: &problem{circuitv1alpha1.ReasonServiceNotFound,
 				fmt.Sprintf("Service %q does not exist in namespace %q; probe rounds fail", st.Name, ns)}}, nil
 		}
 		return resolved{}, err
 	}
 	portName, ok := servicePortName(svc, st.Port)
 	if !ok {
-		return resolved{problem: &problem{ReasonServicePortNotFound,
+		return resolved{problem: &problem{circuitv1alpha1.ReasonServicePortNotFound,
 			fmt.Sprintf("Service %q has no port %s; probe rounds fail", st.Name, st.Port.String())}}, nil
 	}
 	list := &discoveryv1.EndpointSliceList{}
@@ -63,7 +56,7 @@ func (r *CircuitBreakerReconciler) resolveService(ctx context.Context, ns string
 		return resolved{}, err
 	}
 	if len(list.Items) == 0 && len(svc.Spec.Selector) == 0 {
-		return resolved{problem: &problem{ReasonServiceWithoutEndpoints,
+		return resolved{problem: &problem{circuitv1alpha1.ReasonServiceWithoutEndpoints,
 			fmt.Sprintf("Service %q has no selector and no EndpointSlices; probe rounds fail", st.Name)}}, nil
 	}
 	return readyEndpoints(list.Items, portName), nil

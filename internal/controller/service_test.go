@@ -152,7 +152,7 @@ func TestServiceFailurePercentDecidesTheRound(t *testing.T) {
 
 	cb := waitState(t, ns, "p30", circuitv1alpha1.StateOpen, 10*time.Second)
 	g.Expect(cb.Status.EndpointsFailing).To(Equal(int32(1)))
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("http_status"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonHTTPStatus))
 	g.Consistently(func(g Gomega) {
 		for _, name := range []string{"p50", "p100"} {
 			cb := getBreaker(g, ns, name)
@@ -183,7 +183,7 @@ func TestServiceScaledToZeroOpensAndRecovers(t *testing.T) {
 	notReady[0].Conditions.Ready = ptr.To(false)
 	f.setEndpoints(g, notReady)
 	cb := waitState(t, ns, "scale", circuitv1alpha1.StateOpen, 10*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("no_endpoints"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonNoEndpoints))
 	g.Expect(cb.Status.EndpointsTotal).To(BeZero())
 	g.Expect(findCondition(cb, circuitv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 
@@ -205,10 +205,10 @@ func TestServiceProblemsSetReadyFalseAndFailRounds(t *testing.T) {
 		spec   circuitv1alpha1.CircuitBreakerSpec
 		reason string
 	}{
-		"missing":   {serviceSpec("absent", intstr.FromString("http"), 100), ReasonServiceNotFound},
-		"bad-port":  {serviceSpec("present", intstr.FromString("grpc"), 100), ReasonServicePortNotFound},
-		"bad-num":   {serviceSpec("present", intstr.FromInt32(81), 100), ReasonServicePortNotFound},
-		"no-slices": {serviceSpec("manual", intstr.FromString("http"), 100), ReasonServiceWithoutEndpoints},
+		"missing":   {serviceSpec("absent", intstr.FromString("http"), 100), circuitv1alpha1.ReasonServiceNotFound},
+		"bad-port":  {serviceSpec("present", intstr.FromString("grpc"), 100), circuitv1alpha1.ReasonServicePortNotFound},
+		"bad-num":   {serviceSpec("present", intstr.FromInt32(81), 100), circuitv1alpha1.ReasonServicePortNotFound},
+		"no-slices": {serviceSpec("manual", intstr.FromString("http"), 100), circuitv1alpha1.ReasonServiceWithoutEndpoints},
 	}
 	for name, tc := range cases {
 		createBreaker(t, ns, name, tc.spec)
@@ -220,7 +220,7 @@ func TestServiceProblemsSetReadyFalseAndFailRounds(t *testing.T) {
 			ready := findCondition(cb, circuitv1alpha1.ConditionReady)
 			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(ready.Reason).To(Equal(tc.reason))
-			g.Expect(cb.Status.LastProbe.Reason).To(Equal("no_endpoints"))
+			g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonNoEndpoints))
 		})
 	}
 

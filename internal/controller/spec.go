@@ -10,16 +10,6 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
-// Defaults mirror the CRD's, for objects created without API-server defaulting
-// (old manifests, or a status written before a field existed).
-const (
-	defaultThreshold        = 5
-	defaultSuccessThreshold = 1
-	defaultTimeout          = 60 * time.Second
-	defaultRetryTimeout     = 10 * time.Second
-	defaultInterval         = 10 * time.Second
-)
-
 // settings is a breaker's spec, parsed once per reconcile.
 type settings struct {
 	policy   breaker.Policy
@@ -32,15 +22,16 @@ type settings struct {
 func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 	var s settings
 	var err error
-	s.policy.Threshold = orDefault(spec.Threshold, defaultThreshold)
-	s.policy.SuccessThreshold = orDefault(spec.SuccessThreshold, defaultSuccessThreshold)
-	if s.policy.Timeout, err = parseDuration("timeout", spec.Timeout, defaultTimeout); err != nil {
+	// Objects stored without API-server defaulting (old manifests) get the CRD's defaults.
+	s.policy.Threshold = orDefault(spec.Threshold, circuitv1alpha1.DefaultThreshold)
+	s.policy.SuccessThreshold = orDefault(spec.SuccessThreshold, circuitv1alpha1.DefaultSuccessThreshold)
+	if s.policy.Timeout, err = parseDuration("timeout", spec.Timeout, circuitv1alpha1.DefaultTimeout); err != nil {
 		return s, err
 	}
-	if s.interval, err = parseDuration("interval", spec.Interval, defaultInterval); err != nil {
+	if s.interval, err = parseDuration("interval", spec.Interval, circuitv1alpha1.DefaultInterval); err != nil {
 		return s, err
 	}
-	retryTimeout, err := parseDuration("retryTimeout", spec.RetryTimeout, defaultRetryTimeout)
+	retryTimeout, err := parseDuration("retryTimeout", spec.RetryTimeout, circuitv1alpha1.DefaultRetryTimeout)
 	if err != nil {
 		return s, err
 	}
@@ -56,7 +47,7 @@ func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 	}
 	how := retryTimeout.String() + "|" + strings.Join(statuses, ",") + "|" + httpSpecID(spec.HTTP)
 	if svc := spec.Target.Service; svc != nil {
-		s.target = serviceTarget(svc, retryTimeout, int(orDefault(spec.FailurePercent, 100)))
+		s.target = serviceTarget(svc, retryTimeout, int(orDefault(spec.FailurePercent, circuitv1alpha1.DefaultFailurePercent)))
 		s.specID = fmt.Sprintf("service|%s|%s|%s|%s|%d|%s", svc.Name, svc.Port.String(), s.target.Scheme,
 			s.target.Round.Path, s.target.Round.FailurePercent, how)
 	} else {
@@ -90,11 +81,11 @@ func orDefault(v, def int32) int32 {
 	return v
 }
 
-func parseDuration(field, v string, def time.Duration) (time.Duration, error) {
+func parseDuration(field string, v, def circuitv1alpha1.GoDuration) (time.Duration, error) {
 	if v == "" {
-		return def, nil
+		v = def
 	}
-	d, err := time.ParseDuration(v)
+	d, err := time.ParseDuration(string(v))
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("%s %q is not a positive duration", field, v)
 	}

@@ -91,13 +91,14 @@ func setReady(cb *circuitv1alpha1.CircuitBreaker, status metav1.ConditionStatus,
 func (r *CircuitBreakerReconciler) setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, cfg settings) {
 	switch lp := cb.Status.LastProbe; {
 	case lp == nil:
-	case lp.Reason == probe.ReasonDenied:
-		setReady(cb, metav1.ConditionFalse, ReasonProbeDenied,
+	case lp.Reason == circuitv1alpha1.ProbeReasonDenied:
+		setReady(cb, metav1.ConditionFalse, circuitv1alpha1.ReasonProbeDenied,
 			"The operator's probe guard refused the target's address (link-local, unspecified, cloud metadata, loopback, "+
-				"in --probe-deny-cidrs, outside --probe-allow-cidrs or outside the namespace's "+ProbeAllowedCIDRsAnnotation+" annotation); probes count as failures")
+				"in --probe-deny-cidrs, outside --probe-allow-cidrs or outside the namespace's "+
+				circuitv1alpha1.ProbeAllowedCIDRsAnnotation+" annotation); probes count as failures")
 		return
-	case lp.Reason == probe.ReasonDNS:
-		setReady(cb, metav1.ConditionFalse, ReasonTargetUnresolvable,
+	case lp.Reason == circuitv1alpha1.ProbeReasonDNS:
+		setReady(cb, metav1.ConditionFalse, circuitv1alpha1.ReasonTargetUnresolvable,
 			"The target's host name does not resolve; probes count as failures until it does")
 		return
 	}
@@ -105,5 +106,5 @@ func (r *CircuitBreakerReconciler) setReadyFromProbe(cb *circuitv1alpha1.Circuit
 	if cfg.target.TLS != nil && cfg.target.TLS.InsecureSkipVerify {
 		msg += "; TLS certificate verification is OFF (http.tls.insecureSkipVerify)"
 	}
-	setReady(cb, metav1.ConditionTrue, ReasonProbing, msg)
+	setReady(cb, metav1.ConditionTrue, circuitv1alpha1.ReasonProbing, msg)
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -52,6 +53,12 @@ func TestMain(m *testing.M) {
 	if err := circuitv1alpha1.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
+	// `go test -short` (make test-unit) runs only the tests that need no
+	// control plane; the others skip in newNamespace.
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
@@ -86,6 +93,9 @@ func assetsDir() string {
 // newNamespace creates a fresh namespace for one test.
 func newNamespace(t *testing.T) string {
 	t.Helper()
+	if k8sClient == nil {
+		t.Skip("needs the envtest control plane (skipped in -short mode)")
+	}
 	name := fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-")))
 	if len(name) > 50 {
 		name = name[:50]

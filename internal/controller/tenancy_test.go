@@ -22,9 +22,9 @@ func annotateNamespace(g Gomega, ns, value string, set bool) {
 		obj.Annotations = map[string]string{}
 	}
 	if set {
-		obj.Annotations[ProbeAllowedCIDRsAnnotation] = value
+		obj.Annotations[circuitv1alpha1.ProbeAllowedCIDRsAnnotation] = value
 	} else {
-		delete(obj.Annotations, ProbeAllowedCIDRsAnnotation)
+		delete(obj.Annotations, circuitv1alpha1.ProbeAllowedCIDRsAnnotation)
 	}
 	g.Expect(k8sClient.Update(context.Background(), obj)).To(Succeed())
 }
@@ -48,7 +48,7 @@ func TestNamespaceAllowedRangesBoundWhereItsBreakersConnect(t *testing.T) {
 
 	cb := waitState(t, ns, "outside", circuitv1alpha1.StateOpen, 10*time.Second)
 	g.Expect(cb.Status.LastProbe.Reason).To(Equal("denied"))
-	g.Expect(readyOf(g, ns, "outside").Reason).To(Equal(ReasonProbeDenied))
+	g.Expect(readyOf(g, ns, "outside").Reason).To(Equal(circuitv1alpha1.ReasonProbeDenied))
 	g.Expect(tg.count("/inside")).To(BeZero(), "refused before connecting")
 
 	// The admin widens the namespace's ranges: the next probe (a reset brings it
@@ -67,8 +67,8 @@ func TestNamespaceAllowedRangesBoundWhereItsBreakersConnect(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		ready := readyOf(g, ns, "outside")
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonProbeDenied))
-		g.Expect(ready.Message).To(ContainSubstring(ProbeAllowedCIDRsAnnotation))
+		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonProbeDenied))
+		g.Expect(ready.Message).To(ContainSubstring(circuitv1alpha1.ProbeAllowedCIDRsAnnotation))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	before := tg.count("/inside")
 	time.Sleep(time.Second)
@@ -103,7 +103,7 @@ func TestWithoutRBACForSecretsReadySaysSoAtOnce(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		ready := readyOf(g, ns, "needs-secret")
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonReferenceForbidden))
+		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonReferenceForbidden))
 		g.Expect(ready.Message).To(ContainSubstring("Secret probe-token"))
 	}).WithTimeout(8 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 	t.Logf("Ready said ReferenceForbidden %v after the create", time.Since(start).Round(time.Millisecond))

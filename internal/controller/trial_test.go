@@ -32,7 +32,7 @@ func (r holdingRecorder) Eventf(regarding, related runtime.Object, eventtype, re
 func startOperatorWithOneHeldWorker(t *testing.T, ns string, hold time.Duration) {
 	t.Helper()
 	startOperatorWith(t, ns, operatorOptions{workers: 1, wrapRecorder: func(r events.EventRecorder) events.EventRecorder {
-		return holdingRecorder{EventRecorder: r, reason: EventCircuitOpened, hold: hold}
+		return holdingRecorder{EventRecorder: r, reason: circuitv1alpha1.EventCircuitOpened, hold: hold}
 	}})
 }
 
@@ -66,7 +66,7 @@ func TestTrialLeavesAtNextRetryTimeWhileTheWorkerIsBusy(t *testing.T) {
 	g.Expect(trial).To(BeTemporally(">=", nextRetry), "no probe while Open")
 	g.Expect(trial).To(BeTemporally("<", openedAt.Add(hold)), "the trial waited for the busy worker")
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "trial") }).WithTimeout(5 * time.Second).
-		Should(ContainElements("Normal/CircuitHalfOpened", "Normal/CircuitClosed"))
+		Should(ContainElements("Normal/"+circuitv1alpha1.EventCircuitHalfOpened, "Normal/"+circuitv1alpha1.EventCircuitClosed))
 	// The circuit went HalfOpen when its trial left, not when the worker got to record it.
 	g.Expect(closed.Status.LastTransitionTime.Time).To(BeTemporally(">=", openedAt.Add(hold)))
 }

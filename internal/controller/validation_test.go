@@ -141,18 +141,19 @@ func TestDefaultsAreApplied(t *testing.T) {
 		HTTP:   &circuitv1alpha1.HTTPProbe{},
 	})
 	got := getBreaker(g, ns, cb.Name)
-	g.Expect(got.Spec.Threshold).To(Equal(int32(5)))
-	g.Expect(got.Spec.SuccessThreshold).To(Equal(int32(1)))
-	g.Expect(got.Spec.Timeout).To(Equal("60s"))
-	g.Expect(got.Spec.RetryTimeout).To(Equal("10s"))
-	g.Expect(got.Spec.Interval).To(Equal("10s"))
-	g.Expect(got.Spec.HTTP.ExpectedStatuses).To(Equal([]circuitv1alpha1.StatusRange{"200-399"}))
+	g.Expect(got.Spec.Threshold).To(Equal(circuitv1alpha1.DefaultThreshold))
+	g.Expect(got.Spec.SuccessThreshold).To(Equal(circuitv1alpha1.DefaultSuccessThreshold))
+	g.Expect(got.Spec.Timeout).To(Equal(circuitv1alpha1.DefaultTimeout))
+	g.Expect(got.Spec.RetryTimeout).To(Equal(circuitv1alpha1.DefaultRetryTimeout))
+	g.Expect(got.Spec.Interval).To(Equal(circuitv1alpha1.DefaultInterval))
+	g.Expect(got.Spec.FailurePercent).To(Equal(circuitv1alpha1.DefaultFailurePercent))
+	g.Expect(got.Spec.HTTP.ExpectedStatuses).To(Equal([]circuitv1alpha1.StatusRange{circuitv1alpha1.DefaultExpectedStatus}))
 }
 
 // Valid durations in all their Go forms are accepted.
 func TestValidDurationsAreAccepted(t *testing.T) {
 	ns := newNamespace(t)
-	for i, d := range []string{"100ms", "1.5s", "1m30s", "24h", "0.5s", "1h0m0s"} {
+	for i, d := range []circuitv1alpha1.GoDuration{"100ms", "1.5s", "1m30s", "24h", "0.5s", "1h0m0s"} {
 		spec := breakerSpec("tcp://db.example.com:5432")
 		spec.Interval, spec.RetryTimeout = d, d
 		spec.Timeout = "1m"

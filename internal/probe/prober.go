@@ -17,27 +17,22 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 )
 
-// Reasons a probe reports. They are a small fixed set so that they can serve as
-// metric labels; none carries anything the target sent.
+// Reasons a probe reports: the API's ProbeReason values, named here for short.
 const (
-	ReasonOK                = "ok"
-	ReasonTimeout           = "timeout"
-	ReasonConnectionRefused = "connection_refused"
-	ReasonDNS               = "dns"
-	ReasonTLS               = "tls"
-	ReasonHTTPStatus        = "http_status"
-	ReasonDenied            = "denied"
-	// ReasonNoEndpoints: a Service target had no ready endpoint to probe, or could
-	// not be resolved to endpoints at all.
-	ReasonNoEndpoints = "no_endpoints"
-	ReasonOther       = "other"
+	ReasonOK                = circuitv1alpha1.ProbeReasonOK
+	ReasonTimeout           = circuitv1alpha1.ProbeReasonTimeout
+	ReasonConnectionRefused = circuitv1alpha1.ProbeReasonConnectionRefused
+	ReasonDNS               = circuitv1alpha1.ProbeReasonDNS
+	ReasonTLS               = circuitv1alpha1.ProbeReasonTLS
+	ReasonHTTPStatus        = circuitv1alpha1.ProbeReasonHTTPStatus
+	ReasonDenied            = circuitv1alpha1.ProbeReasonDenied
+	ReasonNoEndpoints       = circuitv1alpha1.ProbeReasonNoEndpoints
+	ReasonOther             = circuitv1alpha1.ProbeReasonOther
 )
-
-// Reasons lists every reason a probe may report.
-var Reasons = []string{ReasonOK, ReasonTimeout, ReasonConnectionRefused, ReasonDNS, ReasonTLS,
-	ReasonHTTPStatus, ReasonDenied, ReasonNoEndpoints, ReasonOther}
 
 // maxRoundConcurrency bounds the endpoints of one round probed at once.
 const maxRoundConcurrency = 16
@@ -51,7 +46,7 @@ type Result struct {
 	Start      time.Time
 	Latency    time.Duration
 	Success    bool
-	Reason     string
+	Reason     circuitv1alpha1.ProbeReason
 	HTTPStatus int
 	// Endpoints holds each endpoint's outcome, for a round, in the round's order.
 	Endpoints []EndpointResult
@@ -61,7 +56,7 @@ type Result struct {
 type EndpointResult struct {
 	Endpoint
 	Success    bool
-	Reason     string
+	Reason     circuitv1alpha1.ProbeReason
 	HTTPStatus int
 }
 
@@ -419,7 +414,7 @@ func judgeStatus(expected []StatusRange, code int) Result {
 }
 
 // Classify maps a probe error to one of the fixed reasons.
-func Classify(ctx context.Context, err error) string {
+func Classify(ctx context.Context, err error) circuitv1alpha1.ProbeReason {
 	var (
 		dnsErr     *net.DNSError
 		netErr     net.Error

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 )
 
 const testUserAgent = "breaker-operator-test/1.0"
@@ -342,7 +344,7 @@ func TestClassify(t *testing.T) {
 		name string
 		ctx  context.Context
 		err  error
-		want string
+		want circuitv1alpha1.ProbeReason
 	}{
 		{name: "guard refusal is denied", ctx: live, err: opErr(ErrDenied), want: ReasonDenied},
 		{name: "guard refusal is denied even after the deadline", ctx: expired, err: opErr(ErrDenied), want: ReasonDenied},

@@ -25,16 +25,10 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
-	"github.com/resilience-dev/breaker-operator/test/localcp"
+	"github.com/resilience-dev/breaker-operator/internal/localcp"
 )
 
 const namespace = "bench"
-
-// Spec of the breakers that are not opened together: the API defaults.
-const (
-	defaultThreshold = 5
-	defaultTimeout   = "60s"
-)
 
 // runEnv is what the runs of one invocation share.
 type runEnv struct {
@@ -71,8 +65,8 @@ func newRunEnv(ctx context.Context, cfg config) (*runEnv, error) {
 	if env.manager == "" {
 		// Built here so that a stale bin/manager is never measured.
 		env.manager = filepath.Join(env.work, "manager")
-		say("Building the manager (go build ./cmd/manager)")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", env.manager, "./cmd/manager")
+		say("Building the manager (go build ./cmd)")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", env.manager, "./cmd")
 		cmd.Dir = env.root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			_ = os.RemoveAll(env.work)
@@ -310,13 +304,8 @@ func (r *sizeRun) startControlPlane(ctx context.Context) error {
 			say("Stopping the control plane: %v", err)
 		}
 	})
-	for _, args := range [][]string{
-		{"apply", "-f", filepath.Join(r.env.root, "config", "crd", "bases")},
-		{"wait", "--for=condition=Established", "--timeout=60s", "crd/circuitbreakers.circuit.resilience.dev"},
-	} {
-		if out, err := cp.Kubectl(ctx, args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("kubectl %v: %w\n%s", args, err, out)
-		}
+	if err := cp.InstallCRDs(ctx, filepath.Join(r.env.root, "config", "crd", "bases")); err != nil {
+		return err
 	}
 	if r.c, err = client.NewWithWatch(cp.RESTConfig, client.Options{Scheme: r.env.scheme}); err != nil {
 		return err
@@ -371,38 +360,31 @@ func (r *sizeRun) startManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	healthPort, err := localcp.FreePort()
+	r.metrics = "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
+	logPath := filepath.Join(r.dir, "manager.log")
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	r.metrics = "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
-	args := append([]string{
-		"--kubeconfig", r.cp.KubeconfigPath,
-		"--probe-allow-loopback",
-		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
-		"--metrics-secure=false",
-		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(healthPort),
-	}, r.env.cfg.managerArgs...)
-	if r.manager, err = r.startProcess("manager", r.env.manager, args); err != nil {
-		return err
+	defer func() { _ = log.Close() }()
+	r.manager, err = r.cp.StartManager(ctx, localcp.ManagerOptions{
+		Binary: r.env.manager,
+		Args: append([]string{
+			"--probe-allow-loopback",
+			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
+			"--metrics-secure=false",
+		}, r.env.cfg.managerArgs...),
+		Log: log,
+	})
+	if err != nil {
+		return fmt.Errorf("%w; see %s", err, logPath)
 	}
-	readyz := "http://127.0.0.1:" + strconv.Itoa(healthPort) + "/readyz"
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if resp, err := http.Get(readyz); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+	p := r.manager
+	r.onStop(func() {
+		if err := p.Stop(15 * time.Second); err != nil {
+			say("Stopping the manager: %v", err)
 		}
-		if !r.manager.Running() {
-			return fmt.Errorf("the manager exited: %v; see %s", r.manager.Err(), filepath.Join(r.dir, "manager.log"))
-		}
-		if time.Now().After(deadline) {
-			return errors.New("the manager was not ready within 90s")
-		}
-		sleepCtx(ctx, 100*time.Millisecond)
-	}
+	})
 	if r.idleRSS != 0 {
 		return nil
 	}
@@ -429,9 +411,10 @@ func (r *sizeRun) startRefProber() error {
 
 func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 	cfg := r.env.cfg
-	threshold, timeout := int32(defaultThreshold), defaultTimeout
+	// The breakers that are not opened together keep the API's defaults.
+	threshold, timeout := circuitv1alpha1.DefaultThreshold, circuitv1alpha1.DefaultTimeout
 	if i < len(r.groups.together) {
-		threshold, timeout = cfg.resetThreshold, cfg.resetTimeout.String()
+		threshold, timeout = cfg.resetThreshold, circuitv1alpha1.GoDuration(cfg.resetTimeout.String())
 	}
 	return &circuitv1alpha1.CircuitBreaker{
 		ObjectMeta: metav1.ObjectMeta{Name: breakerName(i), Namespace: namespace},
@@ -439,8 +422,8 @@ func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 			Target:       circuitv1alpha1.Target{URL: targetURL(i, r.port)},
 			Threshold:    threshold,
 			Timeout:      timeout,
-			RetryTimeout: cfg.retryTimeout.String(),
-			Interval:     cfg.interval.String(),
+			RetryTimeout: circuitv1alpha1.GoDuration(cfg.retryTimeout.String()),
+			Interval:     circuitv1alpha1.GoDuration(cfg.interval.String()),
 		},
 	}
 }

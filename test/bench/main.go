@@ -1,5 +1,5 @@
 // Command bench is `make bench`, the scale and isolation benchmark: it brings
-// up a local control plane (test/localcp), runs the real manager, creates N
+// up a local control plane (internal/localcp), runs the real manager, creates N
 // breakers against loopback targets served by one target process, and
 // measures probe cadence, detection, timed reset, API economy, cost against a
 // reference prober run side by side, and isolation from hanging targets. It
@@ -125,7 +125,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&d.hangPercent, "hang-percent", d.hangPercent, "Percentage of targets that hang in the isolation window.")
 	fs.StringVar(&d.out, "out", "", "Write the report into this markdown file (e.g. docs/benchmarks.md), between its bench markers.")
 	fs.StringVar(&d.jsonOut, "json", "", "Write the raw results as JSON to this file.")
-	fs.StringVar(&d.manager, "manager", "", "A manager binary to run instead of building ./cmd/manager.")
+	fs.StringVar(&d.manager, "manager", "", "A manager binary to run instead of building ./cmd.")
 	managerArgs := fs.String("manager-args", "", "Extra flags for the manager, space-separated (e.g. --max-concurrent-reconciles=8).")
 	fs.StringVar(&d.label, "label", d.label, "Name of the design measured, shown in the report.")
 	fs.BoolVar(&d.keep, "keep", false, "Keep the work directory (logs of the manager, target and control plane).")

@@ -9,7 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/resilience-dev/breaker-operator/test/localcp"
+	"github.com/resilience-dev/breaker-operator/internal/localcp"
 )
 
 // TestMain lets the test binary play the benchmark's other roles: the driver

@@ -17,7 +17,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/resilience-dev/breaker-operator/test/localcp"
+	"github.com/resilience-dev/breaker-operator/internal/localcp"
 )
 
 // kubectlTimeout bounds one kubectl call; generous for a loaded machine.
@@ -262,7 +262,7 @@ type manager struct {
 }
 
 // startManager starts the manager binary against the control plane and waits
-// until its health endpoint answers. Its log is printed if the test fails.
+// until it is ready. Its log is printed if the test fails.
 func startManager(t testing.TB, name string, extraArgs ...string) *manager {
 	t.Helper()
 	// Targets are test servers on 127.0.0.1.
@@ -278,10 +278,6 @@ func startGuardedManager(t testing.TB, name string) *manager {
 
 func startManagerWith(t testing.TB, name string, extraArgs ...string) *manager {
 	t.Helper()
-	port, err := localcp.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -289,34 +285,22 @@ func startManagerWith(t testing.TB, name string, extraArgs ...string) *manager {
 	}
 	// The child holds its own descriptor.
 	defer func() { _ = logFile.Close() }()
-	args := append([]string{
-		"--kubeconfig", env.cp.KubeconfigPath,
-		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(port),
-		"--metrics-bind-address", "0",
-		"--zap-log-level", "debug",
-	}, extraArgs...)
-	p, err := localcp.StartProcess(name, env.manager, args, logFile)
+	m := &manager{log: logPath}
+	m.Process, err = env.cp.StartManager(t.Context(), localcp.ManagerOptions{
+		Binary: env.manager,
+		Name:   name,
+		Args:   append([]string{"--metrics-bind-address", "0", "--zap-log-level", "debug"}, extraArgs...),
+		Log:    logFile,
+	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; its log:\n%s", err, tail(m.logText(), 40))
 	}
-	m := &manager{Process: p, log: logPath}
 	t.Cleanup(func() {
 		_ = m.Stop(15 * time.Second)
 		if t.Failed() {
 			t.Logf("log of %s (last lines):\n%s", name, tail(m.logText(), 80))
 		}
 	})
-
-	healthz := fmt.Sprintf("http://127.0.0.1:%d/healthz", port)
-	NewWithT(t).Eventually(func(g Gomega) {
-		if !m.Running() {
-			StopTrying(fmt.Sprintf("%s exited (%v); its log:\n%s", name, m.Err(), tail(m.logText(), 40))).Now()
-		}
-		resp, err := http.Get(healthz)
-		g.Expect(err).NotTo(HaveOccurred())
-		_ = resp.Body.Close()
-		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
-	}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(), "%s did not become healthy", name)
 	return m
 }
 

@@ -1,5 +1,5 @@
 // Package e2e drives the built manager binary and kubectl against a local
-// control plane (test/localcp), the way users do: kubectl apply, get,
+// control plane (internal/localcp), the way users do: kubectl apply, get,
 // describe, annotate and explain. It imports none of the controller's code.
 //
 // It uses bin/manager when present (`make test-e2e` builds it), else builds
@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/resilience-dev/breaker-operator/test/localcp"
+	"github.com/resilience-dev/breaker-operator/internal/localcp"
 )
 
 // env is the shared set-up: one control plane with the CRDs installed.
@@ -71,7 +71,7 @@ func runMain(m *testing.M) int {
 	}()
 	fmt.Printf("e2e: control plane up in %s at %s\n", time.Since(start).Round(time.Millisecond), env.cp.APIServerURL)
 
-	if err := installCRDs(ctx); err != nil {
+	if err := env.cp.InstallCRDs(ctx, filepath.Join(env.root, "config", "crd", "bases")); err != nil {
 		return fail(err)
 	}
 	return m.Run()
@@ -98,23 +98,10 @@ func managerBinary(ctx context.Context, dir string) (string, error) {
 		return dst, out.Close()
 	}
 	fmt.Println("e2e: bin/manager not found; building the manager")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, "./cmd/manager")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, "./cmd")
 	cmd.Dir = env.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the manager: %w\n%s", err, out)
 	}
 	return dst, nil
-}
-
-// installCRDs installs the CRDs the way the README does.
-func installCRDs(ctx context.Context) error {
-	for _, args := range [][]string{
-		{"apply", "-f", filepath.Join(env.root, "config", "crd", "bases")},
-		{"wait", "--for=condition=Established", "--timeout=60s", "crd/circuitbreakers.circuit.resilience.dev"},
-	} {
-		if out, err := env.cp.Kubectl(ctx, args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("kubectl %v: %w\n%s", args, err, out)
-		}
-	}
-	return nil
 }

@@ -14,7 +14,8 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/resilience-dev/breaker-operator/test/localcp"
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/localcp"
 )
 
 // TestServiceTargetProbesEveryEndpointOverARealNetwork runs demo targets in a
@@ -41,7 +42,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 		var out []endpointStatus
 		for _, e := range eps {
 			out = append(out, endpointStatus{Address: e.addr, Port: port, TargetRef: &endpointRef{"Pod", e.pod},
-				LastResult: "Success", Reason: "ok"})
+				LastResult: "Success", Reason: circuitv1alpha1.ProbeReasonOK})
 		}
 		return out
 	}
@@ -52,8 +53,8 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 		applyBreaker(t, ns, "loopback", breakerSpec{URL: "http://127.0.0.1:9/healthz", Threshold: 2, Timeout: "1h", Interval: "300ms"})
 		eventuallyBreaker(t, ns, "loopback", 60*time.Second, func(g Gomega, got serviceBreaker) {
 			g.Expect(got.Status.LastProbe).NotTo(BeNil())
-			g.Expect(got.Status.LastProbe.Reason).To(Equal("denied"))
-			g.Expect(got.ready()).To(Equal(condition{Status: "False", Reason: "ProbeDenied"}))
+			g.Expect(got.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonDenied))
+			g.Expect(got.ready()).To(Equal(condition{Status: "False", Reason: circuitv1alpha1.ReasonProbeDenied}))
 		})
 	})
 
@@ -72,7 +73,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 			g.Expect(got.Status.Endpoints).To(Equal(healthyStatuses(eps, 8080)))
 			g.Expect(got.Status.LastProbe).NotTo(BeNil())
 			g.Expect(got.Status.LastProbe.Result).To(Equal("Success"))
-			g.Expect(got.ready()).To(Equal(condition{Status: "True", Reason: "Probing"}))
+			g.Expect(got.ready()).To(Equal(condition{Status: "True", Reason: circuitv1alpha1.ReasonProbing}))
 		})
 		// Every address really is probed over the veth pair, round after round.
 		before := []int{a.mustChecks(t), b.mustChecks(t), c.mustChecks(t)}
@@ -115,7 +116,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 			g.Expect(got.Status.EndpointsFailing).To(BeEquivalentTo(1))
 			g.Expect(got.Status.LastProbe).NotTo(BeNil())
 			g.Expect(got.Status.LastProbe.Result).To(Equal("Failure"))
-			g.Expect(got.Status.LastProbe.Reason).To(Equal("http_status"))
+			g.Expect(got.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonHTTPStatus))
 		})
 		for _, name := range []string{"p50", "p100"} {
 			// The failing endpoint's own count proves how many rounds ran; the
@@ -130,7 +131,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 			g.Expect(got.Status.State).To(Equal("Closed"), name)
 			g.Expect(got.Status.ConsecutiveFailures).To(BeEquivalentTo(0), name)
 			g.Expect(got.endpoint(b.addr).LastResult).To(Equal("Failure"))
-			g.Expect(got.endpoint(b.addr).Reason).To(Equal("http_status"))
+			g.Expect(got.endpoint(b.addr).Reason).To(Equal(circuitv1alpha1.ProbeReasonHTTPStatus))
 			g.Expect(got.endpoint(a.addr).LastResult).To(Equal("Success"))
 			g.Expect(got.endpoint(c.addr).LastResult).To(Equal("Success"))
 			g.Expect(got.Status.LastProbe.Result).To(Equal("Success"))
@@ -168,7 +169,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 			g := NewWithT(t)
 			g.Expect(open.Status.LastProbe).NotTo(BeNil())
 			g.Expect(open.Status.LastProbe.Result).To(Equal("Failure"))
-			g.Expect(open.Status.LastProbe.Reason).To(Equal("no_endpoints"), scaledDown.how)
+			g.Expect(open.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonNoEndpoints), scaledDown.how)
 			g.Expect(open.Status.EndpointsTotal).To(BeEquivalentTo(0), scaledDown.how)
 			g.Expect(open.Status.Endpoints).To(BeEmpty(), scaledDown.how)
 			g.Expect(open.Status.NextRetryTime).NotTo(BeNil())
@@ -212,7 +213,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 				g.Expect(got.Status.State).To(Equal("Closed"))
 				g.Expect(got.Status.Target).To(Equal(summary))
 				g.Expect(got.Status.Endpoints).To(Equal(healthyStatuses(eps, 8080)))
-				g.Expect(got.ready()).To(Equal(condition{Status: "True", Reason: "Probing"}))
+				g.Expect(got.ready()).To(Equal(condition{Status: "True", Reason: circuitv1alpha1.ReasonProbing}))
 			})
 		}
 		eventuallyBreaker(t, ns, "admin", 60*time.Second, func(g Gomega, got serviceBreaker) {
@@ -220,12 +221,12 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 			g.Expect(got.Status.EndpointsFailing).To(BeEquivalentTo(3))
 			g.Expect(got.Status.Endpoints).To(HaveEach(And(
 				HaveField("Port", BeEquivalentTo(9999)),
-				HaveField("Reason", "connection_refused"))))
+				HaveField("Reason", circuitv1alpha1.ProbeReasonConnectionRefused))))
 		})
 		// A targetPort is not a Service port.
 		eventuallyBreaker(t, ns, "target-port", 60*time.Second, func(g Gomega, got serviceBreaker) {
 			g.Expect(got.Status.State).To(Equal("Open"))
-			g.Expect(got.ready()).To(Equal(condition{Status: "False", Reason: "ServicePortNotFound"}))
+			g.Expect(got.ready()).To(Equal(condition{Status: "False", Reason: circuitv1alpha1.ReasonServicePortNotFound}))
 		})
 	})
 
@@ -235,8 +236,8 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 		eventuallyBreaker(t, ns, "ghost", 60*time.Second, func(g Gomega, got serviceBreaker) {
 			g.Expect(got.Status.State).To(Equal("Open"))
 			g.Expect(got.Status.LastProbe).NotTo(BeNil())
-			g.Expect(got.Status.LastProbe.Reason).To(Equal("no_endpoints"))
-			g.Expect(got.ready()).To(Equal(condition{Status: "False", Reason: "ServiceNotFound"}))
+			g.Expect(got.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonNoEndpoints))
+			g.Expect(got.ready()).To(Equal(condition{Status: "False", Reason: circuitv1alpha1.ReasonServiceNotFound}))
 		})
 
 		eps := threeReady("ghost")
@@ -245,7 +246,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 		eventuallyBreaker(t, ns, "ghost", 60*time.Second, func(g Gomega, got serviceBreaker) {
 			g.Expect(got.Status.State).To(Equal("Closed"))
 			g.Expect(got.Status.Endpoints).To(Equal(healthyStatuses(eps, 8080)))
-			g.Expect(got.ready()).To(Equal(condition{Status: "True", Reason: "Probing"}))
+			g.Expect(got.ready()).To(Equal(condition{Status: "True", Reason: circuitv1alpha1.ReasonProbing}))
 		})
 	})
 
@@ -265,7 +266,7 @@ func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
 		c.freeze(t)
 		eventuallyBreaker(t, ns, "mid", 60*time.Second, func(g Gomega, got serviceBreaker) {
 			g.Expect(got.endpoint(c.addr)).NotTo(BeNil())
-			g.Expect(got.endpoint(c.addr).Reason).To(Equal("timeout"))
+			g.Expect(got.endpoint(c.addr).Reason).To(Equal(circuitv1alpha1.ProbeReasonTimeout))
 			g.Expect(got.Status.State).To(Equal("Closed"), "one hanging endpoint of three fails no round at failurePercent 100")
 		})
 		w := watchEndpoints(t, ns, "mid")
@@ -428,8 +429,8 @@ type serviceBreaker struct {
 		LastTransitionTime  *time.Time `json:"lastTransitionTime"`
 		NextRetryTime       *time.Time `json:"nextRetryTime"`
 		LastProbe           *struct {
-			Result string `json:"result"`
-			Reason string `json:"reason"`
+			Result string                      `json:"result"`
+			Reason circuitv1alpha1.ProbeReason `json:"reason"`
 		} `json:"lastProbe"`
 		Endpoints        []endpointStatus `json:"endpoints"`
 		EndpointsTotal   int32            `json:"endpointsTotal"`
@@ -442,12 +443,12 @@ type serviceBreaker struct {
 }
 
 type endpointStatus struct {
-	Address             string       `json:"address"`
-	Port                int32        `json:"port"`
-	TargetRef           *endpointRef `json:"targetRef"`
-	LastResult          string       `json:"lastResult"`
-	Reason              string       `json:"reason"`
-	ConsecutiveFailures int32        `json:"consecutiveFailures"`
+	Address             string                      `json:"address"`
+	Port                int32                       `json:"port"`
+	TargetRef           *endpointRef                `json:"targetRef"`
+	LastResult          string                      `json:"lastResult"`
+	Reason              circuitv1alpha1.ProbeReason `json:"reason"`
+	ConsecutiveFailures int32                       `json:"consecutiveFailures"`
 }
 
 type endpointRef struct {
@@ -463,7 +464,7 @@ type condition struct {
 
 func (b serviceBreaker) ready() condition {
 	for _, c := range b.Status.Conditions {
-		if c.Type == "Ready" {
+		if c.Type == circuitv1alpha1.ConditionReady {
 			return c.condition
 		}
 	}

@@ -361,11 +361,11 @@ func (cp *ControlPlane) waitFor(ctx context.Context, p *Process, what, url strin
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited before it was ready (%v); end of its log:\n%s", what, p.Err(), cp.logTail(p.Name))
+			return fmt.Errorf("%s exited before it was ready (%v)%s", what, p.Err(), cp.logTail(p.Name))
 		case <-ctx.Done():
 			err := fmt.Errorf("%s not ready after %s: %w", what, cp.startTimeout, ctx.Err())
 			if p != nil {
-				err = fmt.Errorf("%w; end of its log:\n%s", err, cp.logTail(p.Name))
+				err = fmt.Errorf("%w%s", err, cp.logTail(p.Name))
 			}
 			return err
 		case <-tick.C:
@@ -393,8 +393,13 @@ func (cp *ControlPlane) ok(ctx context.Context, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// logTail is "; end of its log:" and the end of a component's log, or nothing
+// for a process whose log is kept elsewhere (the manager's).
 func (cp *ControlPlane) logTail(name string) string {
-	data, _ := os.ReadFile(cp.LogPath(name))
+	data, err := os.ReadFile(cp.LogPath(name))
+	if err != nil || len(data) == 0 {
+		return ""
+	}
 	const max = 2000
 	if len(data) > max {
 		data = data[len(data)-max:]
@@ -402,7 +407,7 @@ func (cp *ControlPlane) logTail(name string) string {
 			data = data[i+1:]
 		}
 	}
-	return string(data)
+	return "; end of its log:\n" + string(data)
 }
 
 func adminHTTPClient(cfg *rest.Config) (*http.Client, error) {

@@ -1,0 +1,110 @@
+package v1alpha1
+
+// The API's vocabulary: condition types and reasons, Event reasons, probe
+// reasons, and the annotations and labels the operator reads. Programs that
+// read breakers (clients, kubectl plugins, alerts) use these constants rather
+// than repeating the strings.
+
+// ResetAnnotation is the annotation that resets a breaker by hand: setting it to
+// a value that differs from status.lastHandledReset returns the breaker to
+// Closed with zero failures, once per value.
+const ResetAnnotation = "circuit.resilience.dev/reset"
+
+// ProbeCredentialsLabel marks a Secret as one that probes may read header
+// values from; only Secrets labelled "true" are used.
+const ProbeCredentialsLabel = "circuit.resilience.dev/probe-credentials"
+
+// ProbeAllowedCIDRsAnnotation, on a namespace, lists the comma-separated CIDRs
+// that the probes of breakers in that namespace may connect to.
+const ProbeAllowedCIDRsAnnotation = "circuit.resilience.dev/probe-allowed-cidrs"
+
+// ConditionReady is the condition type that says whether the breaker is probing
+// its target as specified, and if not, why not.
+const ConditionReady = "Ready"
+
+// Reasons of the Ready condition. Probing is the only reason of Ready=True.
+const (
+	// ReasonProbing: the target is probed as specified (Ready=True).
+	ReasonProbing = "Probing"
+	// ReasonInvalidSpec: the spec passed admission but cannot be used (an object
+	// written before a validation rule existed); nothing is probed.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonProbeDenied: the operator's probe guard refused the target's address;
+	// probes count as failures.
+	ReasonProbeDenied = "ProbeDenied"
+	// ReasonTargetUnresolvable: the target's host name did not resolve at the
+	// last probe; probes count as failures until it does.
+	ReasonTargetUnresolvable = "TargetUnresolvable"
+
+	// ReasonServiceNotFound: the Service target does not exist; probe rounds fail.
+	ReasonServiceNotFound = "ServiceNotFound"
+	// ReasonServicePortNotFound: the Service has no port of the target's name or
+	// number; probe rounds fail.
+	ReasonServicePortNotFound = "ServicePortNotFound"
+	// ReasonServiceWithoutEndpoints: the Service has no selector and no
+	// EndpointSlices; probe rounds fail.
+	ReasonServiceWithoutEndpoints = "ServiceWithoutEndpoints"
+
+	// ReasonCABundleNotFound: the ConfigMap of http.tls.caBundle, or its key, is
+	// missing or empty; nothing is probed until it is there.
+	ReasonCABundleNotFound = "CABundleNotFound"
+	// ReasonInvalidCABundle: the CA bundle holds no PEM certificate; nothing is
+	// probed until it does.
+	ReasonInvalidCABundle = "InvalidCABundle"
+	// ReasonSecretNotAllowed: a referenced Secret is missing, lacks the key, or
+	// is not labelled circuit.resilience.dev/probe-credentials=true (see
+	// ProbeCredentialsLabel); nothing is probed until it is.
+	ReasonSecretNotAllowed = "SecretNotAllowed"
+	// ReasonInvalidHeaderValue: a header value holds bytes that cannot go into
+	// an HTTP header (such as a line break); nothing is probed until it is fixed.
+	ReasonInvalidHeaderValue = "InvalidHeaderValue"
+	// ReasonReferenceForbidden: the manager lacks the RBAC permission to read a
+	// referenced Secret or ConfigMap; nothing is probed until it has it.
+	ReasonReferenceForbidden = "ReferenceForbidden"
+)
+
+// Reasons of the Events about a breaker, one per kind of transition. Only
+// EventCircuitOpened is of type Warning.
+const (
+	// EventCircuitOpened: the circuit opened after threshold failed probes in a row.
+	EventCircuitOpened = "CircuitOpened"
+	// EventCircuitHalfOpened: the circuit's timeout is over; trial probes follow.
+	EventCircuitHalfOpened = "CircuitHalfOpened"
+	// EventCircuitClosed: trial probes succeeded and the circuit closed.
+	EventCircuitClosed = "CircuitClosed"
+	// EventCircuitReset: the reset annotation returned the circuit to Closed.
+	EventCircuitReset = "CircuitReset"
+)
+
+// ProbeReason is the short, machine-readable cause of a probe's result. It is
+// a small fixed set, so that it can serve as a metric label, and never carries
+// anything the target sent. lastProbe.reason documents each value.
+// +kubebuilder:validation:Enum=ok;timeout;connection_refused;dns;tls;http_status;denied;no_endpoints;other
+type ProbeReason string
+
+// The reasons a probe reports.
+const (
+	// ProbeReasonOK: the target answered as expected.
+	ProbeReasonOK ProbeReason = "ok"
+	// ProbeReasonTimeout: no answer within retryTimeout.
+	ProbeReasonTimeout ProbeReason = "timeout"
+	// ProbeReasonConnectionRefused: the target's host refused the connection.
+	ProbeReasonConnectionRefused ProbeReason = "connection_refused"
+	// ProbeReasonDNS: the target's host name did not resolve.
+	ProbeReasonDNS ProbeReason = "dns"
+	// ProbeReasonTLS: the TLS handshake or the certificate's verification failed.
+	ProbeReasonTLS ProbeReason = "tls"
+	// ProbeReasonHTTPStatus: the answer's status is not in http.expectedStatuses.
+	ProbeReasonHTTPStatus ProbeReason = "http_status"
+	// ProbeReasonDenied: the operator's probe guard refused the target's address.
+	ProbeReasonDenied ProbeReason = "denied"
+	// ProbeReasonNoEndpoints: a Service target had no ready endpoint to probe, or
+	// could not be resolved to endpoints at all.
+	ProbeReasonNoEndpoints ProbeReason = "no_endpoints"
+	// ProbeReasonOther: any other failure.
+	ProbeReasonOther ProbeReason = "other"
+)
+
+// ProbeReasons lists every reason a probe may report, in the order documented.
+var ProbeReasons = []ProbeReason{ProbeReasonOK, ProbeReasonTimeout, ProbeReasonConnectionRefused,
+	ProbeReasonDNS, ProbeReasonTLS, ProbeReasonHTTPStatus, ProbeReasonDenied, ProbeReasonNoEndpoints, ProbeReasonOther}

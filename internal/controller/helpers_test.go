@@ -1,0 +1,301 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+)
+
+// These tests need no control plane: they run in `make test-unit` (-short).
+
+func TestParseSpecFillsInTheAPIDefaultsForUnsetFields(t *testing.T) {
+	g := NewWithT(t)
+	s, err := parseSpec(circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{URL: "http://api.example:8080/healthz"}})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(s.policy.Threshold).To(Equal(circuitv1alpha1.DefaultThreshold))
+	g.Expect(s.policy.SuccessThreshold).To(Equal(circuitv1alpha1.DefaultSuccessThreshold))
+	g.Expect(s.policy.Timeout).To(Equal(mustDuration(t, circuitv1alpha1.DefaultTimeout)))
+	g.Expect(s.interval).To(Equal(mustDuration(t, circuitv1alpha1.DefaultInterval)))
+	g.Expect(s.target.Timeout).To(Equal(mustDuration(t, circuitv1alpha1.DefaultRetryTimeout)))
+	g.Expect(s.target.Scheme).To(Equal(probe.HTTP))
+	g.Expect(s.target.Expected).To(Equal(probe.DefaultStatuses))
+}
+
+func TestParseSpecReadsEveryField(t *testing.T) {
+	g := NewWithT(t)
+	s, err := parseSpec(circuitv1alpha1.CircuitBreakerSpec{
+		Target:           circuitv1alpha1.Target{URL: "tcp://db.example:5432"},
+		Threshold:        3,
+		SuccessThreshold: 2,
+		Timeout:          "1m30s",
+		RetryTimeout:     "250ms",
+		Interval:         "2s",
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(s.policy.Threshold).To(Equal(int32(3)))
+	g.Expect(s.policy.SuccessThreshold).To(Equal(int32(2)))
+	g.Expect(s.policy.Timeout).To(Equal(90 * time.Second))
+	g.Expect(s.interval).To(Equal(2 * time.Second))
+	g.Expect(s.target.Timeout).To(Equal(250 * time.Millisecond))
+	g.Expect(s.target.Scheme).To(Equal(probe.TCP))
+	g.Expect(s.target.Address).To(Equal("db.example:5432"))
+}
+
+func TestParseSpecRefusesWhatAdmissionShouldHaveRefusedNamingTheField(t *testing.T) {
+	url := circuitv1alpha1.Target{URL: "http://h/"}
+	tests := []struct {
+		name string
+		spec circuitv1alpha1.CircuitBreakerSpec
+		want string
+	}{
+		{"garbage timeout", circuitv1alpha1.CircuitBreakerSpec{Target: url, Timeout: "soon"}, `timeout "soon"`},
+		{"zero interval", circuitv1alpha1.CircuitBreakerSpec{Target: url, Interval: "0s"}, `interval "0s"`},
+		{"negative retryTimeout", circuitv1alpha1.CircuitBreakerSpec{Target: url, RetryTimeout: "-1s"}, `retryTimeout "-1s"`},
+		{"bad status range", circuitv1alpha1.CircuitBreakerSpec{Target: url,
+			HTTP: &circuitv1alpha1.HTTPProbe{ExpectedStatuses: []circuitv1alpha1.StatusRange{"399-200"}}}, "http.expectedStatuses"},
+		{"unsupported scheme", circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{URL: "ftp://h/x"}}, "target.url"},
+		{"tcp without port", circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{URL: "tcp://h"}}, "target."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseSpec(tc.spec)
+			NewWithT(t).Expect(err).To(MatchError(ContainSubstring(tc.want)))
+		})
+	}
+}
+
+func TestParseSpecOfAServiceTargetDefaultsSchemePathAndFailurePercent(t *testing.T) {
+	g := NewWithT(t)
+	s, err := parseSpec(circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{
+		Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromString("http")}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(s.target.Scheme).To(Equal(probe.HTTP))
+	g.Expect(s.target.Round).NotTo(BeNil())
+	g.Expect(s.target.Round.Path).To(Equal("/"))
+	g.Expect(s.target.Round.FailurePercent).To(Equal(int(circuitv1alpha1.DefaultFailurePercent)))
+
+	tcp, err := parseSpec(circuitv1alpha1.CircuitBreakerSpec{FailurePercent: 50, Target: circuitv1alpha1.Target{
+		Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromInt32(5432), Scheme: circuitv1alpha1.ServiceSchemeTCP}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tcp.target.Scheme).To(Equal(probe.TCP))
+	g.Expect(tcp.target.Round.FailurePercent).To(Equal(50))
+}
+
+// The spec ID changes with anything that changes what is probed or how, so
+// that results of an older spec are dropped, and never holds a secret value.
+func TestParseSpecIDChangesWithHowTheTargetIsProbedButHoldsNoValue(t *testing.T) {
+	g := NewWithT(t)
+	base := circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{URL: "https://api.example/healthz"}}
+	id := func(mutate func(*circuitv1alpha1.CircuitBreakerSpec)) string {
+		spec := *base.DeepCopy()
+		mutate(&spec)
+		s, err := parseSpec(spec)
+		g.Expect(err).NotTo(HaveOccurred())
+		return s.specID
+	}
+	unchanged := id(func(*circuitv1alpha1.CircuitBreakerSpec) {})
+	g.Expect(id(func(s *circuitv1alpha1.CircuitBreakerSpec) { s.Threshold = 9 })).To(Equal(unchanged),
+		"the threshold does not change what is probed")
+	g.Expect(id(func(s *circuitv1alpha1.CircuitBreakerSpec) { s.Target.URL = "https://api.example/ready" })).NotTo(Equal(unchanged))
+	g.Expect(id(func(s *circuitv1alpha1.CircuitBreakerSpec) { s.RetryTimeout = "1s" })).NotTo(Equal(unchanged))
+	g.Expect(id(func(s *circuitv1alpha1.CircuitBreakerSpec) {
+		s.HTTP = &circuitv1alpha1.HTTPProbe{ExpectedStatuses: []circuitv1alpha1.StatusRange{"204"}}
+	})).NotTo(Equal(unchanged))
+	withHeader := id(func(s *circuitv1alpha1.CircuitBreakerSpec) {
+		s.HTTP = &circuitv1alpha1.HTTPProbe{Headers: []circuitv1alpha1.HTTPHeader{{Name: "Authorization", Value: ptr.To("Bearer s3cret")}}}
+	})
+	g.Expect(withHeader).NotTo(Equal(unchanged))
+	g.Expect(withHeader).NotTo(ContainSubstring("s3cret"))
+}
+
+func TestTargetSummaryHidesCredentialsAndNamesServices(t *testing.T) {
+	tests := []struct {
+		name   string
+		target circuitv1alpha1.Target
+		want   string
+	}{
+		{"plain url", circuitv1alpha1.Target{URL: "http://api.example:8080/healthz"}, "http://api.example:8080/healthz"},
+		{"password redacted", circuitv1alpha1.Target{URL: "https://user:pw@api.example/x"}, "https://user:xxxxx@api.example/x"},
+		{"tcp", circuitv1alpha1.Target{URL: "tcp://db.example:5432"}, "tcp://db.example:5432"},
+		{"unparsable url", circuitv1alpha1.Target{URL: "http://[::1"}, ""},
+		{"service by port name", circuitv1alpha1.Target{Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromString("http")}}, "service/api:http"},
+		{"service by port number", circuitv1alpha1.Target{Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromInt32(8080)}}, "service/api:8080"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			NewWithT(t).Expect(targetSummary(tc.target)).To(Equal(tc.want))
+		})
+	}
+}
+
+// slice is an EndpointSlice of Service api with one port and the given endpoints.
+func slice(portName string, port int32, eps ...discoveryv1.Endpoint) discoveryv1.EndpointSlice {
+	return discoveryv1.EndpointSlice{
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(portName), Port: ptr.To(port)}},
+		Endpoints:   eps,
+	}
+}
+
+func endpoint(ready *bool, pod string, addrs ...string) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: addrs, Conditions: discoveryv1.EndpointConditions{Ready: ready},
+		TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: pod}}
+}
+
+func TestReadyEndpointsListsReadyAddressesOnTheNamedPortSortedWithoutDuplicates(t *testing.T) {
+	g := NewWithT(t)
+	fqdn := slice("http", 80, endpoint(nil, "f", "api.example"))
+	fqdn.AddressType = discoveryv1.AddressTypeFQDN
+	got := readyEndpoints([]discoveryv1.EndpointSlice{
+		slice("http", 8080,
+			endpoint(ptr.To(true), "b", "10.0.0.2"),
+			endpoint(nil, "a", "10.0.0.1"), // readiness unknown counts as ready
+			endpoint(ptr.To(false), "c", "10.0.0.3"),
+		),
+		// The same endpoint in a second slice (as during a slice's replacement).
+		slice("http", 8080, endpoint(ptr.To(true), "b", "10.0.0.2")),
+		slice("metrics", 9090, endpoint(ptr.To(true), "d", "10.0.0.4")),
+		fqdn,
+	}, "http")
+	g.Expect(got.endpoints).To(Equal([]probe.Endpoint{{Address: "10.0.0.1", Port: 8080}, {Address: "10.0.0.2", Port: 8080}}))
+	g.Expect(got.refs).To(HaveLen(2))
+	g.Expect(got.refs[probe.Endpoint{Address: "10.0.0.2", Port: 8080}].Name).To(Equal("b"))
+	g.Expect(got.problem).To(BeNil())
+}
+
+func TestReadyEndpointsMatchesTheUnnamedPortOfASinglePortService(t *testing.T) {
+	g := NewWithT(t)
+	got := readyEndpoints([]discoveryv1.EndpointSlice{slice("", 80, endpoint(nil, "a", "10.0.0.1"))}, "")
+	g.Expect(got.endpoints).To(Equal([]probe.Endpoint{{Address: "10.0.0.1", Port: 80}}))
+}
+
+func TestServicePortNameFindsThePortByNameOrNumber(t *testing.T) {
+	g := NewWithT(t)
+	svc := &corev1.Service{Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "admin", Port: 9000}}}}
+	name, ok := servicePortName(svc, intstr.FromInt32(9000))
+	g.Expect(ok).To(BeTrue())
+	g.Expect(name).To(Equal("admin"))
+	name, ok = servicePortName(svc, intstr.FromString("http"))
+	g.Expect(ok).To(BeTrue())
+	g.Expect(name).To(Equal("http"))
+	_, ok = servicePortName(svc, intstr.FromString("grpc"))
+	g.Expect(ok).To(BeFalse())
+	_, ok = servicePortName(svc, intstr.FromInt32(8080))
+	g.Expect(ok).To(BeFalse())
+}
+
+func TestEndpointStatusesCountsFailuresForwardAndDropsEndpointsThatLeft(t *testing.T) {
+	g := NewWithT(t)
+	a := probe.Endpoint{Address: "10.0.0.1", Port: 80}
+	b := probe.Endpoint{Address: "10.0.0.2", Port: 80}
+	gone := probe.Endpoint{Address: "10.0.0.9", Port: 80}
+	prev := []circuitv1alpha1.EndpointStatus{
+		{Address: a.Address, Port: a.Port, LastResult: circuitv1alpha1.ProbeFailure, ConsecutiveFailures: 2},
+		{Address: b.Address, Port: b.Port, LastResult: circuitv1alpha1.ProbeFailure, ConsecutiveFailures: 4},
+	}
+	results := []probe.EndpointResult{ // out of order, as a round may finish
+		{Endpoint: gone, Reason: probe.ReasonTimeout},
+		{Endpoint: b, Success: true, Reason: probe.ReasonOK},
+		{Endpoint: a, Reason: probe.ReasonHTTPStatus},
+	}
+	refs := map[probe.Endpoint]*corev1.ObjectReference{a: {Kind: "Pod", Name: "pod-a"}, b: nil}
+	eps, total, failing := endpointStatuses(prev, results, refs)
+	g.Expect(total).To(Equal(int32(2)))
+	g.Expect(failing).To(Equal(int32(1)))
+	g.Expect(eps).To(Equal([]circuitv1alpha1.EndpointStatus{
+		{Address: a.Address, Port: a.Port, LastResult: circuitv1alpha1.ProbeFailure, Reason: circuitv1alpha1.ProbeReasonHTTPStatus,
+			ConsecutiveFailures: 3, TargetRef: &circuitv1alpha1.EndpointRef{Kind: "Pod", Name: "pod-a"}},
+		{Address: b.Address, Port: b.Port, LastResult: circuitv1alpha1.ProbeSuccess, Reason: circuitv1alpha1.ProbeReasonOK},
+	}))
+}
+
+func TestEndpointStatusesListsAtMostMaxStatusEndpointsButCountsAll(t *testing.T) {
+	g := NewWithT(t)
+	refs := map[probe.Endpoint]*corev1.ObjectReference{}
+	var results []probe.EndpointResult
+	for i := range maxStatusEndpoints + 6 {
+		e := probe.Endpoint{Address: "10.0.1.1", Port: int32(1000 + i)}
+		refs[e] = nil
+		results = append(results, probe.EndpointResult{Endpoint: e, Reason: probe.ReasonTimeout})
+	}
+	eps, total, failing := endpointStatuses(nil, results, refs)
+	g.Expect(eps).To(HaveLen(maxStatusEndpoints))
+	g.Expect(total).To(Equal(int32(maxStatusEndpoints + 6)))
+	g.Expect(failing).To(Equal(total))
+	g.Expect(eps[0].Port).To(Equal(int32(1000)))
+	g.Expect(eps[0].ConsecutiveFailures).To(Equal(int32(1)))
+}
+
+// breakersForService maps a Service, or an EndpointSlice through its
+// kubernetes.io/service-name label, to the breakers of its namespace that target it.
+func TestBreakersForServiceMapsServicesAndSlicesToTheBreakersTargetingThem(t *testing.T) {
+	g := NewWithT(t)
+	s := runtime.NewScheme()
+	g.Expect(clientgoscheme.AddToScheme(s)).To(Succeed())
+	g.Expect(circuitv1alpha1.AddToScheme(s)).To(Succeed())
+	breaker := func(ns, name, service string) *circuitv1alpha1.CircuitBreaker {
+		cb := &circuitv1alpha1.CircuitBreaker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		if service != "" {
+			cb.Spec.Target.Service = &circuitv1alpha1.ServiceTarget{Name: service, Port: intstr.FromInt32(80)}
+		} else {
+			cb.Spec.Target.URL = "http://api.example/"
+		}
+		return cb
+	}
+	c := fake.NewClientBuilder().WithScheme(s).
+		WithIndex(&circuitv1alpha1.CircuitBreaker{}, serviceNameField, indexServiceName).
+		WithObjects(
+			breaker("shop", "api-1", "api"),
+			breaker("shop", "api-2", "api"),
+			breaker("shop", "db", "db"),
+			breaker("shop", "by-url", ""),
+			breaker("other", "api", "api"),
+		).Build()
+	r := &CircuitBreakerReconciler{Client: c}
+	ctx := context.Background()
+	names := func(reqs []reconcile.Request) []types.NamespacedName {
+		out := []types.NamespacedName{}
+		for _, req := range reqs {
+			out = append(out, req.NamespacedName)
+		}
+		return out
+	}
+	want := []types.NamespacedName{{Namespace: "shop", Name: "api-1"}, {Namespace: "shop", Name: "api-2"}}
+
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api"}}
+	g.Expect(names(r.breakersForService(ctx, svc))).To(ConsistOf(want))
+
+	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-x7k2p",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "api"}}}
+	g.Expect(names(r.breakersForService(ctx, sl))).To(ConsistOf(want))
+
+	unlabelled := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api"}}
+	g.Expect(r.breakersForService(ctx, unlabelled)).To(BeEmpty(), "a slice without the service-name label belongs to no Service")
+
+	nobody := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
+	g.Expect(r.breakersForService(ctx, nobody)).To(BeEmpty())
+}
+
+func mustDuration(t *testing.T, d circuitv1alpha1.GoDuration) time.Duration {
+	t.Helper()
+	v, err := time.ParseDuration(string(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
