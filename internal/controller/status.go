@@ -76,29 +76,32 @@ func lastProbeChanged(recorded *circuitv1alpha1.LastProbe, res probe.Result) boo
 		recorded.Reason != res.Reason || int(recorded.HTTPStatus) != res.HTTPStatus
 }
 
-func setReady(cb *circuitv1alpha1.CircuitBreaker, status metav1.ConditionStatus, reason, message string) {
+// setReady sets the Ready condition; a condition whose status changes is
+// stamped with now (the decision's clock, not the wall clock).
+func setReady(cb *circuitv1alpha1.CircuitBreaker, now time.Time, status metav1.ConditionStatus, reason, message string) {
 	apimeta.SetStatusCondition(&cb.Status.Conditions, metav1.Condition{
 		Type:               circuitv1alpha1.ConditionReady,
 		Status:             status,
 		Reason:             reason,
 		Message:            message,
 		ObservedGeneration: cb.Generation,
+		LastTransitionTime: metav1.NewTime(now),
 	})
 }
 
 // setReadyFromProbe says whether the breaker probes as specified. A probe the
 // guard refused is the one case where it cannot, short of an invalid spec.
-func (r *CircuitBreakerReconciler) setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, cfg settings) {
+func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg settings) {
 	switch lp := cb.Status.LastProbe; {
 	case lp == nil:
 	case lp.Reason == circuitv1alpha1.ProbeReasonDenied:
-		setReady(cb, metav1.ConditionFalse, circuitv1alpha1.ReasonProbeDenied,
+		setReady(cb, now, metav1.ConditionFalse, circuitv1alpha1.ReasonProbeDenied,
 			"The operator's probe guard refused the target's address (link-local, unspecified, cloud metadata, loopback, "+
 				"in --probe-deny-cidrs, outside --probe-allow-cidrs or outside the namespace's "+
 				circuitv1alpha1.ProbeAllowedCIDRsAnnotation+" annotation); probes count as failures")
 		return
 	case lp.Reason == circuitv1alpha1.ProbeReasonDNS:
-		setReady(cb, metav1.ConditionFalse, circuitv1alpha1.ReasonTargetUnresolvable,
+		setReady(cb, now, metav1.ConditionFalse, circuitv1alpha1.ReasonTargetUnresolvable,
 			"The target's host name does not resolve; probes count as failures until it does")
 		return
 	}
@@ -106,5 +109,5 @@ func (r *CircuitBreakerReconciler) setReadyFromProbe(cb *circuitv1alpha1.Circuit
 	if cfg.target.TLS != nil && cfg.target.TLS.InsecureSkipVerify {
 		msg += "; TLS certificate verification is OFF (http.tls.insecureSkipVerify)"
 	}
-	setReady(cb, metav1.ConditionTrue, circuitv1alpha1.ReasonProbing, msg)
+	setReady(cb, now, metav1.ConditionTrue, circuitv1alpha1.ReasonProbing, msg)
 }

@@ -47,7 +47,7 @@ func TestNamespaceAllowedRangesBoundWhereItsBreakersConnect(t *testing.T) {
 	createBreaker(t, ns, "outside", spec)
 
 	cb := waitState(t, ns, "outside", circuitv1alpha1.StateOpen, 10*time.Second)
-	g.Expect(cb.Status.LastProbe.Reason).To(Equal("denied"))
+	g.Expect(cb.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonDenied))
 	g.Expect(readyOf(g, ns, "outside").Reason).To(Equal(circuitv1alpha1.ReasonProbeDenied))
 	g.Expect(tg.count("/inside")).To(BeZero(), "refused before connecting")
 

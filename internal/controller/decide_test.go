@@ -1,0 +1,247 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/breaker"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+)
+
+// decideNow is the fixed time every decide table test runs at.
+var decideNow = time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+
+func mt(t time.Time) *metav1.MicroTime { m := metav1.NewMicroTime(t); return &m }
+
+// decideBreaker is a URL breaker: threshold 3, timeout 2s, interval 200ms.
+func decideBreaker(mutate ...func(*circuitv1alpha1.CircuitBreaker)) *circuitv1alpha1.CircuitBreaker {
+	cb := &circuitv1alpha1.CircuitBreaker{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "b", Generation: 3},
+		Spec:       breakerSpec("http://api.example:8080/healthz"),
+	}
+	for _, m := range mutate {
+		m(cb)
+	}
+	return cb
+}
+
+func resolvedFor(t *testing.T, cb *circuitv1alpha1.CircuitBreaker) resolution {
+	t.Helper()
+	cfg, err := parseSpec(cb.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resolution{settings: cfg}
+}
+
+func closedWith(failures int32, lp *circuitv1alpha1.LastProbe) func(*circuitv1alpha1.CircuitBreaker) {
+	return func(cb *circuitv1alpha1.CircuitBreaker) {
+		cb.Status.State = circuitv1alpha1.StateClosed
+		cb.Status.ConsecutiveFailures = failures
+		cb.Status.LastTransitionTime = mt(decideNow.Add(-time.Hour))
+		cb.Status.LastProbe = lp
+	}
+}
+
+func openSince(openedAt time.Time) func(*circuitv1alpha1.CircuitBreaker) {
+	return func(cb *circuitv1alpha1.CircuitBreaker) {
+		cb.Status.State = circuitv1alpha1.StateOpen
+		cb.Status.ConsecutiveFailures = 3
+		cb.Status.LastTransitionTime = mt(openedAt)
+		cb.Status.OpenedAt = mt(openedAt)
+		cb.Status.NextRetryTime = mt(openedAt.Add(2 * time.Second))
+	}
+}
+
+func failedProbe(start time.Time) *probe.Result {
+	return &probe.Result{Start: start, Latency: 3 * time.Millisecond, Reason: probe.ReasonHTTPStatus, HTTPStatus: 503}
+}
+
+func okProbe(start time.Time) *probe.Result {
+	return &probe.Result{Start: start, Latency: 2 * time.Millisecond, Success: true, Reason: probe.ReasonOK, HTTPStatus: 200}
+}
+
+func readyCondition(st circuitv1alpha1.CircuitBreakerStatus) *metav1.Condition {
+	return apimeta.FindStatusCondition(st.Conditions, circuitv1alpha1.ConditionReady)
+}
+
+func TestDecideANewBreakerStartsClosedReadyAndProbesAtOnce(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker()
+	d := decide(cb, resolvedFor(t, cb), nil, time.Time{}, decideNow)
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.status.ObservedGeneration).To(Equal(int64(3)))
+	g.Expect(d.status.Target).To(Equal(targetSummary(cb.Spec.Target)))
+	g.Expect(d.status.LastTransitionTime.Time).To(Equal(decideNow))
+	g.Expect(readyCondition(d.status).Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(readyCondition(d.status).Reason).To(Equal(circuitv1alpha1.ReasonProbing))
+	g.Expect(d.probes).To(BeTrue())
+	g.Expect(d.nextProbe).To(Equal(decideNow))
+	g.Expect(d.wake).To(BeZero())
+	g.Expect(d.transitions).To(BeEmpty())
+	g.Expect(cb.Status.State).To(BeEmpty(), "decide changed its input")
+}
+
+func TestDecideABlockedBreakerProbesNothingAndSaysWhy(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker()
+	res := resolution{blocked: &problem{circuitv1alpha1.ReasonSecretNotAllowed, "Secret s is missing"}}
+	d := decide(cb, res, okProbe(decideNow.Add(-time.Second)), decideNow.Add(-time.Second), decideNow)
+	g.Expect(d.probes).To(BeFalse())
+	g.Expect(d.probed).To(BeNil(), "a blocked breaker records no result")
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	ready := readyCondition(d.status)
+	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonSecretNotAllowed))
+	g.Expect(ready.ObservedGeneration).To(Equal(int64(3)))
+}
+
+func TestDecideAFailureBelowTheThresholdCountsAndKeepsTheCadence(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker(closedWith(1, nil))
+	start := decideNow.Add(-50 * time.Millisecond)
+	d := decide(cb, resolvedFor(t, cb), failedProbe(start), start, decideNow)
+	g.Expect(d.status.ConsecutiveFailures).To(Equal(int32(2)))
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.probed).NotTo(BeNil())
+	g.Expect(d.status.LastProbe.Reason).To(Equal(probe.ReasonHTTPStatus))
+	g.Expect(d.status.LastProbe.Time.Time).To(Equal(start))
+	g.Expect(d.nextProbe).To(Equal(start.Add(200 * time.Millisecond)))
+	g.Expect(d.transitions).To(BeEmpty())
+}
+
+func TestDecideTheThresholdthFailureOpensAndSchedulesTheTrialAtNextRetryTime(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker(closedWith(2, nil))
+	start := decideNow.Add(-50 * time.Millisecond)
+	d := decide(cb, resolvedFor(t, cb), failedProbe(start), start, decideNow)
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen))
+	g.Expect(d.transitions).To(Equal([]breaker.Transition{{From: breaker.Closed, To: breaker.Open, Reason: breaker.ReasonThresholdReached}}))
+	g.Expect(d.status.NextRetryTime.Time).To(Equal(decideNow.Add(2 * time.Second)))
+	g.Expect(d.nextProbe).To(Equal(decideNow.Add(2*time.Second)), "the trial leaves on the runner's timer")
+	g.Expect(d.wake).To(Equal(2 * time.Second))
+}
+
+func TestDecideATrialBackBeforeHalfOpenWasRecordedWaitsForIt(t *testing.T) {
+	g := NewWithT(t)
+	openedAt := decideNow.Add(-2100 * time.Millisecond)
+	cb := decideBreaker(openSince(openedAt))
+	trialStart := openedAt.Add(2*time.Second + 10*time.Millisecond)
+	d := decide(cb, resolvedFor(t, cb), okProbe(trialStart), trialStart, decideNow)
+	g.Expect(d.again).To(BeTrue(), "another reconcile records the trial")
+	g.Expect(d.probed).To(BeNil(), "the trial stays pending")
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateHalfOpen))
+	g.Expect(d.status.LastTransitionTime.Time).To(Equal(trialStart), "HalfOpen began when the trial left")
+	g.Expect(d.transitions).To(Equal([]breaker.Transition{{From: breaker.Open, To: breaker.HalfOpen, Reason: breaker.ReasonTimeoutElapsed}}))
+
+	// The next reconcile records the trial and closes the circuit.
+	cb.Status = d.status
+	d = decide(cb, resolvedFor(t, cb), okProbe(trialStart), trialStart, decideNow)
+	g.Expect(d.again).To(BeFalse())
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.nextProbe).To(Equal(trialStart.Add(200*time.Millisecond)), "the cadence follows the trial")
+}
+
+func TestDecideAnOpenBreakerBeforeItsTimeoutStaysOpenAndWakesAtNextRetryTime(t *testing.T) {
+	g := NewWithT(t)
+	openedAt := decideNow.Add(-500 * time.Millisecond)
+	cb := decideBreaker(openSince(openedAt))
+	d := decide(cb, resolvedFor(t, cb), nil, openedAt.Add(-time.Second), decideNow)
+	g.Expect(d.status).To(Equal(decide(cb, resolvedFor(t, cb), nil, openedAt.Add(-time.Second), decideNow).status),
+		"decide is a function of its inputs")
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen))
+	g.Expect(d.wake).To(Equal(1500 * time.Millisecond))
+	g.Expect(d.nextProbe).To(Equal(openedAt.Add(2 * time.Second)))
+}
+
+func TestDecideAResetDiscardsThePendingResultAndRecordsTheValue(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker(closedWith(2, nil), func(cb *circuitv1alpha1.CircuitBreaker) {
+		cb.Annotations = map[string]string{circuitv1alpha1.ResetAnnotation: "r1"}
+	})
+	start := decideNow.Add(-50 * time.Millisecond)
+	d := decide(cb, resolvedFor(t, cb), failedProbe(start), start, decideNow)
+	g.Expect(d.reset).To(BeTrue())
+	g.Expect(d.resetAt).To(Equal(decideNow))
+	g.Expect(d.probed).NotTo(BeNil(), "acknowledged, so that it is not recorded later")
+	g.Expect(d.status.ConsecutiveFailures).To(BeZero(), "the failure that was under way is not counted")
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.status.LastHandledReset).To(Equal("r1"))
+
+	// The same value again is not a new reset.
+	cb.Status = d.status
+	d = decide(cb, resolvedFor(t, cb), failedProbe(decideNow), decideNow, decideNow)
+	g.Expect(d.reset).To(BeFalse())
+	g.Expect(d.status.ConsecutiveFailures).To(Equal(int32(1)))
+}
+
+func TestDecideAResetOfAnOpenBreakerClosesIt(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker(openSince(decideNow.Add(-time.Second)), func(cb *circuitv1alpha1.CircuitBreaker) {
+		cb.Annotations = map[string]string{circuitv1alpha1.ResetAnnotation: "now"}
+	})
+	d := decide(cb, resolvedFor(t, cb), nil, decideNow.Add(-2*time.Second), decideNow)
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.status.NextRetryTime).To(BeNil())
+	g.Expect(d.transitions).To(Equal([]breaker.Transition{{From: breaker.Open, To: breaker.Closed, Reason: breaker.ReasonReset}}))
+	g.Expect(d.wake).To(BeZero())
+}
+
+func TestDecideWritesLastProbeOnlyWhenTheOutcomeChanges(t *testing.T) {
+	recorded := lastProbeFromResult(*okProbe(decideNow.Add(-time.Minute)))
+	tests := []struct {
+		name    string
+		result  *probe.Result
+		changed bool
+	}{
+		{name: "the same outcome later writes nothing", result: okProbe(decideNow.Add(-time.Millisecond))},
+		{name: "another latency alone writes nothing", result: &probe.Result{Start: decideNow, Latency: time.Second,
+			Success: true, Reason: probe.ReasonOK, HTTPStatus: 200}},
+		{name: "another status code is recorded", result: &probe.Result{Start: decideNow, Success: true,
+			Reason: probe.ReasonOK, HTTPStatus: 204}, changed: true},
+		{name: "a failure is recorded", result: failedProbe(decideNow), changed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			cb := decideBreaker(closedWith(0, recorded))
+			cb.Status = decide(cb, resolvedFor(t, cb), nil, time.Time{}, decideNow).status // Ready, target
+			d := decide(cb, resolvedFor(t, cb), tt.result, tt.result.Start, decideNow)
+			g.Expect(d.probed).NotTo(BeNil(), "acknowledged either way")
+			if tt.changed {
+				g.Expect(d.status.LastProbe.Time.Time).To(Equal(tt.result.Start))
+			} else {
+				g.Expect(d.status).To(Equal(cb.Status), "steady probing writes nothing")
+			}
+		})
+	}
+}
+
+func TestDecideAServiceProblemProbesAndSaysWhy(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker(func(cb *circuitv1alpha1.CircuitBreaker) {
+		cb.Spec.Target = circuitv1alpha1.Target{Service: &circuitv1alpha1.ServiceTarget{Name: "api"}}
+	})
+	cb.Spec.Target.Service.Port.IntVal = 80
+	res := resolvedFor(t, cb)
+	res.service.problem = &problem{circuitv1alpha1.ReasonServiceNotFound, "Service api does not exist"}
+	d := decide(cb, res, nil, time.Time{}, decideNow)
+	g.Expect(d.probes).To(BeTrue(), "rounds go on and fail, so the circuit can open")
+	g.Expect(d.nextProbe).To(Equal(decideNow))
+	g.Expect(readyCondition(d.status).Reason).To(Equal(circuitv1alpha1.ReasonServiceNotFound))
+}
+
+func TestDecideADeniedLastProbeMakesReadyFalse(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker(closedWith(0, nil))
+	denied := &probe.Result{Start: decideNow, Reason: probe.ReasonDenied}
+	d := decide(cb, resolvedFor(t, cb), denied, decideNow, decideNow)
+	ready := readyCondition(d.status)
+	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonProbeDenied))
+}
