@@ -99,7 +99,12 @@ func (d *fakeDoer) callsTo(address string) []probeCall {
 // startRunner returns a started Runner and the channel its notifications arrive on.
 func startRunner(t *testing.T, d *fakeDoer, maxInFlight int) (*Runner, chan Key) {
 	t.Helper()
-	r := NewRunner(d, Limits{InFlight: maxInFlight})
+	return startRunnerWith(t, d, Limits{InFlight: maxInFlight})
+}
+
+func startRunnerWith(t *testing.T, d Doer, limits Limits) (*Runner, chan Key) {
+	t.Helper()
+	r := NewRunner(d, limits)
 	notified := make(chan Key, 1000)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -590,11 +595,7 @@ func TestRunnerNamespaceAtItsBoundDoesNotStarveAnother(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
 	t.Cleanup(func() { close(d.release) })
-	r := NewRunner(d, Limits{InFlight: 8, PerNamespace: 3})
-	notified := make(chan Key, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	r.Start(ctx, func(k Key) { notified <- k })
+	r, notified := startRunnerWith(t, d, Limits{InFlight: 8, PerNamespace: 3})
 
 	for i := range 10 {
 		name := fmt.Sprintf("block-%d", i)
@@ -619,11 +620,7 @@ func TestRunnerNamespaceAtItsBoundDoesNotStarveAnother(t *testing.T) {
 func TestRunnerNamespaceEntriesGoWhenUnused(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
-	r := NewRunner(d, Limits{InFlight: 8, PerNamespace: 2})
-	notified := make(chan Key, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	r.Start(ctx, func(k Key) { notified <- k })
+	r, notified := startRunnerWith(t, d, Limits{InFlight: 8, PerNamespace: 2})
 	for i := range 20 {
 		k := nsKey(fmt.Sprintf("ns-%d", i), "a")
 		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
