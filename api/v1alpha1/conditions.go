@@ -22,6 +22,23 @@ const ProbeAllowedCIDRsAnnotation = "circuit.resilience.dev/probe-allowed-cidrs"
 // its target as specified, and if not, why not.
 const ConditionReady = "Ready"
 
+// ConditionAvailable is the condition type that says whether callers may use
+// the target: True while the circuit is Closed, False while it is Open or
+// HalfOpen. `kubectl wait --for=condition=Available cb/NAME` is a deploy gate.
+const ConditionAvailable = "Available"
+
+// Reasons of the Available condition.
+const (
+	// ReasonCircuitClosed: the circuit is Closed; calls go through (Available=True).
+	ReasonCircuitClosed = "CircuitClosed"
+	// ReasonCircuitOpen: the circuit is Open; callers should fail fast until the
+	// trial at nextRetryTime (Available=False).
+	ReasonCircuitOpen = "CircuitOpen"
+	// ReasonCircuitHalfOpen: trial probes decide whether the circuit closes
+	// (Available=False).
+	ReasonCircuitHalfOpen = "CircuitHalfOpen"
+)
+
 // Reasons of the Ready condition. Probing is the only reason of Ready=True.
 const (
 	// ReasonProbing: the target is probed as specified (Ready=True).

@@ -48,6 +48,7 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending *probe.R
 	d := decision{settings: res.settings}
 	if res.blocked != nil {
 		notProbing(next, now, res.blocked.reason, res.blocked.message)
+		setAvailable(next, now)
 		d.status = next.Status
 		return d
 	}
@@ -90,6 +91,7 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending *probe.R
 	} else {
 		setReadyFromProbe(next, now, cfg)
 	}
+	setAvailable(next, now)
 	d.nextProbe = nextProbe(s, lastStart, cfg.interval, now)
 	d.wake = breaker.WakeAfter(s, now)
 	d.status = next.Status

@@ -245,3 +245,33 @@ func TestDecideADeniedLastProbeMakesReadyFalse(t *testing.T) {
 	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 	g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonProbeDenied))
 }
+
+func TestDecideAvailableFollowsTheState(t *testing.T) {
+	g := NewWithT(t)
+	available := func(st circuitv1alpha1.CircuitBreakerStatus) *metav1.Condition {
+		return apimeta.FindStatusCondition(st.Conditions, circuitv1alpha1.ConditionAvailable)
+	}
+	cb := decideBreaker(closedWith(2, nil))
+	closed := decide(cb, resolvedFor(t, cb), nil, time.Time{}, decideNow)
+	g.Expect(available(closed.status).Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(available(closed.status).Reason).To(Equal(circuitv1alpha1.ReasonCircuitClosed))
+
+	cb.Status = closed.status
+	start := decideNow.Add(time.Second)
+	opened := decide(cb, resolvedFor(t, cb), failedProbe(start), start, start)
+	av := available(opened.status)
+	g.Expect(av.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(av.Reason).To(Equal(circuitv1alpha1.ReasonCircuitOpen))
+	g.Expect(av.Message).To(ContainSubstring("until its trial at " + start.Add(2*time.Second).Format(time.RFC3339)))
+	g.Expect(av.LastTransitionTime.Time).To(Equal(start))
+
+	cb.Status = opened.status
+	half := decide(cb, resolvedFor(t, cb), nil, start, start.Add(3*time.Second))
+	g.Expect(half.status.State).To(Equal(circuitv1alpha1.StateHalfOpen))
+	g.Expect(available(half.status).Reason).To(Equal(circuitv1alpha1.ReasonCircuitHalfOpen))
+
+	// Nothing changes while the state holds.
+	cb.Status = closed.status
+	again := decide(cb, resolvedFor(t, cb), nil, time.Time{}, decideNow.Add(time.Minute))
+	g.Expect(again.status).To(Equal(closed.status))
+}

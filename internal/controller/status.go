@@ -89,6 +89,34 @@ func setReady(cb *circuitv1alpha1.CircuitBreaker, now time.Time, status metav1.C
 	})
 }
 
+// setAvailable says whether callers may use the target, from the recorded state.
+// Its message changes only with the state (and, while Open, nextRetryTime), so
+// it is written in the same patch as the transition and never on its own.
+func setAvailable(cb *circuitv1alpha1.CircuitBreaker, now time.Time) {
+	c := metav1.Condition{
+		Type:               circuitv1alpha1.ConditionAvailable,
+		Status:             metav1.ConditionFalse,
+		ObservedGeneration: cb.Generation,
+		LastTransitionTime: metav1.NewTime(now),
+	}
+	switch cb.Status.State {
+	case circuitv1alpha1.StateOpen:
+		c.Reason = circuitv1alpha1.ReasonCircuitOpen
+		c.Message = "The circuit is Open: callers should fail fast"
+		if t := cb.Status.NextRetryTime; t != nil {
+			c.Message += " until its trial at " + formatTime(t)
+		}
+	case circuitv1alpha1.StateHalfOpen:
+		c.Reason = circuitv1alpha1.ReasonCircuitHalfOpen
+		c.Message = "The circuit is HalfOpen: trial probes decide whether it closes"
+	default:
+		c.Status = metav1.ConditionTrue
+		c.Reason = circuitv1alpha1.ReasonCircuitClosed
+		c.Message = "The circuit is Closed: calls go through"
+	}
+	apimeta.SetStatusCondition(&cb.Status.Conditions, c)
+}
+
 // setReadyFromProbe says whether the breaker probes as specified. A probe the
 // guard refused is the one case where it cannot, short of an invalid spec.
 func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg settings) {
