@@ -15,13 +15,7 @@ import (
 func TestKubectlExplainPrintsTheFieldDocumentation(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	var out string
-	// The API server publishes a new CRD's OpenAPI schema a little after the CRD is Established.
-	g.Eventually(func() error {
-		var err error
-		out, err = kubectl("explain", "circuitbreaker.spec.timeout")
-		return err
-	}).WithTimeout(60*time.Second).WithPolling(time.Second).Should(Succeed(), func() string { return "kubectl explain: " + out })
+	out := explain(g, "circuitbreaker.spec.timeout")
 	g.Expect(out).To(ContainSubstring("GROUP:      circuit.resilience.dev"))
 	g.Expect(out).To(MatchRegexp(`FIELD:\s+timeout <string>`))
 	g.Expect(out).To(ContainSubstring("how long the circuit stays Open"))
@@ -33,13 +27,20 @@ func TestKubectlExplainPrintsTheFieldDocumentation(t *testing.T) {
 func TestKubectlExplainDocumentsEveryProbeReason(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
-	var out string
-	g.Eventually(func() error {
-		var err error
-		out, err = kubectl("explain", "circuitbreaker.status.lastProbe.reason")
-		return err
-	}).WithTimeout(60*time.Second).WithPolling(time.Second).Should(Succeed(), func() string { return "kubectl explain: " + out })
+	out := explain(g, "circuitbreaker.status.lastProbe.reason")
 	for _, r := range circuitv1alpha1.ProbeReasons {
 		g.Expect(out).To(MatchRegexp(`\b`+regexp.QuoteMeta(string(r))+`\s+\(`), "reason %s is not explained", r)
 	}
+}
+
+// explain runs `kubectl explain field`, waiting for the API server to publish
+// the CRD's OpenAPI schema, which follows a little after the CRD is Established.
+func explain(g Gomega, field string) string {
+	var out string
+	g.Eventually(func() error {
+		var err error
+		out, err = kubectl("explain", field)
+		return err
+	}).WithTimeout(60*time.Second).WithPolling(time.Second).Should(Succeed(), func() string { return "kubectl explain: " + out })
+	return out
 }
