@@ -123,12 +123,11 @@ build-installer: manifests generate kustomize ## Generate a consolidated YAML wi
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
 	"$(KUSTOMIZE)" build config/default > dist/install.yaml
 
-# The chart's CRD is the generated one, wrapped in the chart's crd.enable toggle;
-# test/manifests checks that it is current.
-CHART_CRD = dist/chart/templates/crd/circuit.resilience.dev_circuitbreakers.yaml
+# The chart's CRD and manager role are the generated ones; test/manifests checks
+# that they, the alerts and the dashboard in the chart are current.
 .PHONY: helm-chart
-helm-chart: manifests ## Copy the generated CRD into the Helm chart in dist/chart.
-	{ echo '{{- if .Values.crd.enable }}'; cat config/crd/bases/circuit.resilience.dev_circuitbreakers.yaml; echo '{{- end }}'; } > $(CHART_CRD)
+helm-chart: manifests ## Copy the generated CRD and RBAC, the alerts and the dashboard into the Helm chart (dist/chart).
+	hack/helm-chart.sh
 
 .PHONY: helm-lint
 helm-lint: helm ## Lint the Helm chart in dist/chart.
