@@ -51,7 +51,7 @@ vet: ## Run go vet against code.
 # each start control planes and measure timing, which a 2-core machine cannot do
 # side by side without flaking.
 .PHONY: test
-test: manifests generate fmt vet envtest-assets build fuzz-smoke ## Run all tests: unit, fuzz smoke, envtest, e2e and the benchmark smoke run.
+test: manifests generate fmt vet envtest-assets build helm fuzz-smoke ## Run all tests: unit, fuzz smoke, envtest, e2e, manifests (kustomize, install.yaml, Helm, alerts, dashboard) and the benchmark smoke run.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -p 1 ./... -count=1 -timeout 60m
 
 FUZZTIME ?= 10s
