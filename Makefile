@@ -70,11 +70,12 @@ test-e2e: envtest-assets build ## Run the black-box e2e tests: bin/manager and k
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/e2e/ -v -count=1 -timeout 30m
 
 DEMO_SECONDS ?= 0
+DEMO_INTERACTIVE ?= 0
 .PHONY: demo
-demo: envtest-assets build ## Show the operator at work on a local control plane, no cluster needed (Ctrl-C stops it; DEMO_SECONDS=N stops it after N s).
+demo: envtest-assets build ## Show the operator at work on a local control plane: it plays a break-and-heal cycle, then waits for you (Ctrl-C stops it; DEMO_SECONDS=N after N s; DEMO_INTERACTIVE=1 skips the cycle).
 	go build -o bin/demo-target ./cmd/demo-target
 	go build -o bin/demo ./cmd/demo
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/demo --seconds=$(DEMO_SECONDS)
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/demo --seconds=$(DEMO_SECONDS) --interactive=$(DEMO_INTERACTIVE)
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint linter.
