@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/resilience-dev/breaker-operator/internal/breaker"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
@@ -20,14 +21,21 @@ const (
 	labelName      = "name"
 )
 
+// The values of the state, from and to labels.
+const (
+	closed   = string(breaker.Closed)
+	open     = string(breaker.Open)
+	halfOpen = string(breaker.HalfOpen)
+)
+
 // States are the values of the state label.
-var States = []string{"Closed", "Open", "HalfOpen"}
+var States = []string{closed, open, halfOpen}
 
 // TransitionPairs are the transitions between States that the state machine makes, as from/to
 // label pairs: opening, the timed half-open, a trial closing or reopening,
 // and a reset of an Open circuit.
 var TransitionPairs = [][2]string{
-	{"Closed", "Open"}, {"Open", "HalfOpen"}, {"HalfOpen", "Closed"}, {"HalfOpen", "Open"}, {"Open", "Closed"},
+	{closed, open}, {open, halfOpen}, {halfOpen, closed}, {halfOpen, open}, {open, closed},
 }
 
 // Results are the values of the result label.

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/resilience-dev/breaker-operator/internal/breaker"
 )
 
 // The collectors are package globals shared by every test, so each test uses
@@ -296,4 +298,31 @@ func TestLabelsAreOnlyNamespaceNameAndFixedSets(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TransitionPairs holds every transition the state machine can make, so that
+// each one's series exists at 0 before it first happens.
+func TestTransitionPairsCoverEveryTransitionOfTheStateMachine(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	p := breaker.Policy{Threshold: 1, SuccessThreshold: 1, Timeout: time.Minute}
+	later := now.Add(2 * time.Minute)
+	seen := map[[2]string]bool{}
+	for _, s := range []breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen} {
+		st := breaker.Status{State: s, LastTransitionTime: now}
+		if s == breaker.Open {
+			st.OpenedAt, st.NextRetryTime = now, now.Add(p.Timeout)
+		}
+		for _, step := range []func() (breaker.Status, *breaker.Transition){
+			func() (breaker.Status, *breaker.Transition) { return breaker.Observe(st, p, true, later) },
+			func() (breaker.Status, *breaker.Transition) { return breaker.Observe(st, p, false, later) },
+			func() (breaker.Status, *breaker.Transition) { return breaker.Advance(st, p, later) },
+			func() (breaker.Status, *breaker.Transition) { return breaker.Reset(st, p, later) },
+		} {
+			if _, tr := step(); tr != nil {
+				seen[[2]string{string(tr.From), string(tr.To)}] = true
+			}
+		}
+	}
+	g.Expect(TransitionPairs).To(ConsistOf(slices.Collect(maps.Keys(seen))))
 }
