@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 )
 
 // everyToggle turns on every optional part of the chart and sets every
@@ -58,7 +59,15 @@ func runHelm(t *testing.T, args ...string) string {
 // helmTemplate renders the chart as release breaker-operator in ns.
 func helmTemplate(t *testing.T, ns string, set []string) string {
 	t.Helper()
-	return runHelm(t, append([]string{"template", "breaker-operator", chartDir(), "--namespace", ns}, setArgs(set)...)...)
+	out := runHelm(t, append([]string{"template", "breaker-operator", chartDir(), "--namespace", ns}, setArgs(set)...)...)
+	// Strictly: a key written twice (two helpers emitting one label) fails.
+	for _, doc := range strings.Split(out, "\n---\n") {
+		var obj map[string]any
+		if err := yaml.UnmarshalStrict([]byte(doc), &obj); err != nil {
+			t.Fatalf("helm template renders invalid YAML: %v\n%s", err, doc)
+		}
+	}
+	return out
 }
 
 func setArgs(set []string) []string {
