@@ -49,7 +49,11 @@ func helmPath(t *testing.T) string {
 
 func runHelm(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(helmPath(t), args...).CombinedOutput()
+	cmd := exec.Command(helmPath(t), args...)
+	// Helm's cache, config and data stay in the test's own directory.
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -144,6 +148,12 @@ func TestHelmChartRendersObjectsTheAPIServerAccepts(t *testing.T) {
 			out := mustKubectl(t, rendered, "apply", "--dry-run=server", "-f", "-")
 			g.Expect(strings.Count(out, "(server dry run)")).To(Equal(len(objs)), out)
 			expectRestrictedPodSecurity(t, byKind(objs, "Deployment")[0], ns)
+
+			// helm itself, as a user runs it, up to the API server.
+			install := runHelm(t, append([]string{"install", "breaker-operator", chartDir(), "--namespace", ns,
+				"--kubeconfig", controlPlane(t).KubeconfigPath, "--dry-run=server"}, setArgs(tc.set)...)...)
+			g.Expect(install).To(ContainSubstring("NOTES:"))
+			g.Expect(install).To(ContainSubstring("pod-security.kubernetes.io/enforce=restricted"))
 		})
 	}
 }
