@@ -69,7 +69,10 @@ func TestDemoPlaysTheCycleByItself(t *testing.T) {
 	defer func() {
 		_ = demo.Process.Signal(syscall.SIGINT)
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("the demo did not stop cleanly on Ctrl-C: %v", err)
+			}
 		case <-time.After(30 * time.Second):
 			_ = demo.Process.Kill()
 		}
