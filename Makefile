@@ -61,7 +61,7 @@ vet: ## Run go vet against code.
 # each start control planes and measure timing, which a 2-core machine cannot do
 # side by side without flaking.
 .PHONY: test
-test: check-generated fmt vet envtest-assets build fuzz-smoke ## Run all tests: generated files current, unit, fuzz smoke, envtest, e2e and the benchmark smoke run.
+test: check-generated fmt vet envtest-assets build helm fuzz-smoke ## Run all tests: generated files current, unit, fuzz smoke, envtest, e2e, manifests (kustomize, install.yaml, Helm, alerts, dashboard) and the benchmark smoke run.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -p 1 ./... -count=1 -timeout 60m
 
 FUZZTIME ?= 10s
@@ -82,11 +82,12 @@ test-e2e: envtest-assets build ## Run the black-box e2e tests: bin/manager and k
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/e2e/ -v -count=1 -timeout 30m
 
 DEMO_SECONDS ?= 0
+DEMO_INTERACTIVE ?= 0
 .PHONY: demo
-demo: envtest-assets build ## Show the operator at work on a local control plane, no cluster needed (Ctrl-C stops it; DEMO_SECONDS=N stops it after N s).
+demo: envtest-assets build ## Show the operator at work on a local control plane: it plays a break-and-heal cycle, then waits for you (Ctrl-C stops it; DEMO_SECONDS=N after N s; DEMO_INTERACTIVE=1 skips the cycle).
 	go build -o bin/demo-target ./cmd/demo-target
 	go build -o bin/demo ./cmd/demo
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/demo --seconds=$(DEMO_SECONDS)
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/demo --seconds=$(DEMO_SECONDS) --interactive=$(DEMO_INTERACTIVE)
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint, with the Kubernetes API conventions (kube-api-linter) on api/.
@@ -130,10 +131,20 @@ docker-push: ## Push docker image with the manager.
 	$(CONTAINER_TOOL) push ${IMG}
 
 .PHONY: build-installer
-build-installer: manifests generate ## Generate a consolidated YAML with CRDs and deployment in dist/install.yaml.
+build-installer: manifests generate kustomize ## Generate a consolidated YAML with CRDs and deployment in dist/install.yaml.
 	mkdir -p dist
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
 	"$(KUSTOMIZE)" build config/default > dist/install.yaml
+
+# The chart's CRD and manager role are the generated ones; test/manifests checks
+# that they, the alerts and the dashboard in the chart are current.
+.PHONY: helm-chart
+helm-chart: manifests ## Copy the generated CRD and RBAC, the alerts and the dashboard into the Helm chart (dist/chart).
+	hack/helm-chart.sh
+
+.PHONY: helm-lint
+helm-lint: helm ## Lint the Helm chart in dist/chart.
+	"$(HELM)" lint --strict dist/chart
 
 ##@ Deployment
 
@@ -150,12 +161,12 @@ uninstall: manifests ## Uninstall CRDs from the K8s cluster specified in ~/.kube
 	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/crd
 
 .PHONY: deploy
-deploy: manifests ## Deploy controller to the K8s cluster specified in ~/.kube/config.
+deploy: manifests kustomize ## Deploy controller to the K8s cluster specified in ~/.kube/config.
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
 	"$(KUSTOMIZE)" build config/default | $(KUBECTL) apply -f -
 
 .PHONY: undeploy
-undeploy: ## Undeploy controller from the K8s cluster specified in ~/.kube/config.
+undeploy: kustomize ## Undeploy controller from the K8s cluster specified in ~/.kube/config.
 	"$(KUSTOMIZE)" build config/default | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
 
 ##@ Dependencies
@@ -172,6 +183,7 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 CRD_REF_DOCS ?= $(LOCALBIN)/crd-ref-docs
 # golangci-lint with the kube-api-linter module plugin compiled in.
 GOLANGCI_LINT = $(LOCALBIN)/golangci-lint-kal
+HELM ?= $(LOCALBIN)/helm
 
 ## Tool Versions
 KUSTOMIZE_VERSION ?= v5.8.1
@@ -180,6 +192,7 @@ CRD_REF_DOCS_VERSION ?= v0.3.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 # sigs.k8s.io/kube-api-linter has no release yet: a pseudo-version pins it.
 KUBE_API_LINTER_VERSION ?= v0.0.0-20260716143926-092fe0c72997
+HELM_VERSION ?= v3.22.0
 
 # The envtest binaries: KUBEBUILDER_ASSETS when set, else built from source into
 # the directory setup-envtest uses (see hack/envtest-assets.sh).
@@ -216,6 +229,11 @@ $(GOLANGCI_LINT): $(LOCALBIN)
 		hack/build-golangci-kal.sh "$(GOLANGCI_LINT)-$(GOLANGCI_LINT_VERSION)-$(KUBE_API_LINTER_VERSION)" \
 			$(GOLANGCI_LINT_VERSION) $(KUBE_API_LINTER_VERSION)
 	ln -sf "$(GOLANGCI_LINT)-$(GOLANGCI_LINT_VERSION)-$(KUBE_API_LINTER_VERSION)" "$(GOLANGCI_LINT)"
+
+.PHONY: helm
+helm: $(HELM) ## Build helm locally if necessary.
+$(HELM): $(LOCALBIN)
+	$(call go-install-tool,$(HELM),helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
 
 # go-install-tool will 'go install' any package with custom target and name of binary, if it doesn't exist
 # $1 - target path with name of binary

@@ -1,9 +1,11 @@
 // Command demo is `make demo`: it shows the operator at work without a
 // cluster. It brings up a local control plane (internal/localcp), installs the
 // CRDs, starts the manager and a demo target that can be broken and healed,
-// applies config/samples, prints how to drive it, and watches the breakers
-// with `kubectl get cb -w` until Ctrl-C (or --seconds), when it stops
-// everything it started and removes its data.
+// applies config/samples and watches the breakers (`kubectl get cb -w`) and
+// their Events. It then plays the whole cycle by itself (break the target,
+// heal it while Open), telling each step before it happens, and prints how to
+// drive it by hand; --interactive skips the story. It runs until Ctrl-C (or
+// --seconds), when it stops everything it started and removes its data.
 package main
 
 import (
@@ -31,6 +33,7 @@ type config struct {
 	targetListen string
 	crds         string
 	samples      string
+	interactive  bool
 }
 
 func main() {
@@ -43,6 +46,7 @@ func main() {
 	flag.StringVar(&c.targetListen, "target-listen", "127.0.0.1:8090", "Where the demo target listens; config/samples probes http://127.0.0.1:8090/healthz.")
 	flag.StringVar(&c.crds, "crds", "config/crd/bases", "The CRD manifests.")
 	flag.StringVar(&c.samples, "samples", "config/samples", "The kustomization of sample breakers.")
+	flag.BoolVar(&c.interactive, "interactive", false, "Do not play the break-and-heal cycle; wait for you to drive it.")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -117,14 +121,33 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	printHelp(c, cp, target.Pid())
-
+	if c.interactive {
+		printHelp(c, cp, target.Pid())
+	}
+	say("Watching the breakers (kubectl get cb -w) and their Events (kubectl get events -w)")
 	watch, err := localcp.StartProcess("kubectl", cp.KubectlPath,
 		cp.KubectlArgs("get", "circuitbreakers", "--all-namespaces", "--watch"), os.Stdout)
 	if err != nil {
 		return err
 	}
 	defer stopProcess(watch)
+	events, err := localcp.StartProcess("kubectl-events", cp.KubectlPath, cp.KubectlArgs("get", "events", "--all-namespaces", "--watch",
+		"--field-selector", "involvedObject.kind=CircuitBreaker",
+		"-o", "custom-columns=EVENT:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message"), os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(events)
+
+	if !c.interactive {
+		if err := playStory(ctx, cp, "http://"+c.targetListen); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		printHelp(c, cp, target.Pid())
+	}
 
 	select {
 	case <-ctx.Done():
@@ -139,6 +162,8 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("the demo target exited (%v)", target.Err())
 	case <-watch.Exited():
 		return fmt.Errorf("kubectl get --watch exited (%v)", watch.Err())
+	case <-events.Exited():
+		return fmt.Errorf("kubectl get events --watch exited (%v)", events.Err())
 	}
 }
 
@@ -167,7 +192,7 @@ func startManager(ctx context.Context, c config, cp *localcp.ControlPlane) (*loc
 func printHelp(c config, cp *localcp.ControlPlane, targetPID int) {
 	base := "http://" + c.targetListen
 	fmt.Printf(`
-The operator is running. In another shell, from this directory:
+The operator is running. Try it by hand, in another shell, from this directory:
 
   Point kubectl at the local control plane (the kubectl %[1]s built for it):
     export KUBECONFIG=%[2]s
@@ -184,7 +209,7 @@ The operator is running. In another shell, from this directory:
 
   Manager log: %[6]s
 
-Watching the breakers (kubectl get cb -w). Press Ctrl-C to stop everything.
+Still watching the breakers and their Events. Press Ctrl-C to stop everything.
 
 `, localcp.K8sVersion, cp.KubeconfigPath, cp.KubectlPath, base, targetPID, c.managerLog)
 }

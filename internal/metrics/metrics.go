@@ -5,10 +5,14 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/breaker"
 )
 
 // Label names shared by every series of a breaker.
@@ -17,8 +21,36 @@ const (
 	labelName      = "name"
 )
 
+// The values of the state, from and to labels.
+const (
+	closed   = string(breaker.Closed)
+	open     = string(breaker.Open)
+	halfOpen = string(breaker.HalfOpen)
+)
+
 // States are the values of the state label.
-var States = []string{"Closed", "Open", "HalfOpen"}
+var States = []string{closed, open, halfOpen}
+
+// TransitionPairs are the transitions between States that the state machine makes, as from/to
+// label pairs: opening, the timed half-open, a trial closing or reopening,
+// and a reset of an Open circuit.
+var TransitionPairs = [][2]string{
+	{closed, open}, {open, halfOpen}, {halfOpen, closed}, {halfOpen, open}, {open, closed},
+}
+
+// Results are the values of the result label.
+var Results = []string{"success", "failure"}
+
+// FailureReasons are the values of the reason label: every probe reason but ok.
+var FailureReasons = func() []string {
+	var out []string
+	for _, r := range circuitv1alpha1.ProbeReasons {
+		if r != circuitv1alpha1.ProbeReasonOK {
+			out = append(out, string(r))
+		}
+	}
+	return out
+}()
 
 var (
 	// State is 1 for a breaker's current state and 0 for the others.
@@ -63,8 +95,34 @@ func init() {
 	ctrlmetrics.Registry.MustRegister(State, Transitions, Probes, ProbeFailures, ProbeDuration, ConsecutiveFailures)
 }
 
+// breakerKey identifies a breaker in known.
+type breakerKey struct{ namespace, name string }
+
+// known holds the breakers whose fixed series exist.
+var known sync.Map
+
+// ensure creates, once per breaker, every series of a fixed label combination
+// at 0: transitions by from/to, probes by result, failures by reason. A counter
+// that is born at 1 hides its first increment from rate() and increase(), so a
+// breaker's first opening would never show on a graph or in an alert.
+func ensure(namespace, name string) {
+	if _, loaded := known.LoadOrStore(breakerKey{namespace, name}, struct{}{}); loaded {
+		return
+	}
+	for _, p := range TransitionPairs {
+		Transitions.WithLabelValues(namespace, name, p[0], p[1])
+	}
+	for _, r := range Results {
+		Probes.WithLabelValues(namespace, name, r)
+	}
+	for _, r := range FailureReasons {
+		ProbeFailures.WithLabelValues(namespace, name, r)
+	}
+}
+
 // SetState records the current state and failure count of a breaker.
 func SetState(namespace, name, state string, failures int32) {
+	ensure(namespace, name)
 	for _, s := range States {
 		v := 0.0
 		if s == state {
@@ -77,11 +135,13 @@ func SetState(namespace, name, state string, failures int32) {
 
 // ObserveTransition counts a state change.
 func ObserveTransition(namespace, name, from, to string) {
+	ensure(namespace, name)
 	Transitions.WithLabelValues(namespace, name, from, to).Inc()
 }
 
 // ObserveProbe records one probe's outcome and duration.
 func ObserveProbe(namespace, name string, success bool, reason string, d time.Duration) {
+	ensure(namespace, name)
 	result := "success"
 	if !success {
 		result = "failure"
@@ -94,6 +154,7 @@ func ObserveProbe(namespace, name string, success bool, reason string, d time.Du
 // Forget deletes every series of a breaker, so a deleted breaker leaves none behind.
 func Forget(namespace, name string) {
 	labels := prometheus.Labels{labelNamespace: namespace, labelName: name}
+	known.Delete(breakerKey{namespace, name})
 	State.DeletePartialMatch(labels)
 	Transitions.DeletePartialMatch(labels)
 	Probes.DeletePartialMatch(labels)

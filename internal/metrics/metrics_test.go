@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/resilience-dev/breaker-operator/internal/breaker"
 )
 
 // The collectors are package globals shared by every test, so each test uses
@@ -75,6 +77,17 @@ func histogram(t *testing.T, ns, name string) *dto.Histogram {
 	return pb.GetHistogram()
 }
 
+// nonZero drops the series that are still at 0.
+func nonZero(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 func allCollectors() map[string]prometheus.Collector {
 	return map[string]prometheus.Collector{
 		"state":                State,
@@ -104,6 +117,50 @@ func TestSetStateSetsExactlyOneStateToOne(t *testing.T) {
 	}
 }
 
+// A counter born at 1 hides its first increment from rate() and increase():
+// every fixed label combination exists at 0 as soon as a breaker has a series.
+func TestABreakersCountersStartAtZeroForEveryFixedLabelCombination(t *testing.T) {
+	for first, observe := range map[string]func(ns string){
+		"SetState":          func(ns string) { SetState(ns, "cb", "Closed", 0) },
+		"ObserveProbe":      func(ns string) { ObserveProbe(ns, "cb", true, "ok", time.Millisecond) },
+		"ObserveTransition": func(ns string) { ObserveTransition(ns, "cb", "Closed", "Open") },
+	} {
+		t.Run(first, func(t *testing.T) {
+			g := NewWithT(t)
+			ns := "zero-" + strings.ToLower(first)
+			g.Expect(series(t, Transitions, ns, "cb")).To(BeEmpty())
+			observe(ns)
+			defer Forget(ns, "cb")
+
+			transitions := series(t, Transitions, ns, "cb")
+			g.Expect(transitions).To(HaveLen(len(TransitionPairs)))
+			for _, p := range TransitionPairs {
+				g.Expect(transitions).To(HaveKey("from=" + p[0] + ",to=" + p[1]))
+			}
+			g.Expect(series(t, Probes, ns, "cb")).To(HaveKey("result=success"))
+			g.Expect(series(t, Probes, ns, "cb")).To(HaveKeyWithValue("result=failure", 0.0))
+			failures := series(t, ProbeFailures, ns, "cb")
+			g.Expect(failures).To(HaveLen(len(FailureReasons)))
+			g.Expect(nonZero(failures)).To(BeEmpty())
+			for _, r := range []string{"timeout", "connection_refused", "dns", "tls", "http_status", "denied", "no_endpoints", "other"} {
+				g.Expect(failures).To(HaveKeyWithValue("reason="+r, 0.0))
+			}
+		})
+	}
+}
+
+// After Forget, a breaker of the same name gets its zeroed series again.
+func TestForgottenBreakerGetsItsZeroSeriesBack(t *testing.T) {
+	g := NewWithT(t)
+	ObserveTransition("recreated", "cb", "Closed", "Open")
+	Forget("recreated", "cb")
+	g.Expect(series(t, Transitions, "recreated", "cb")).To(BeEmpty())
+	SetState("recreated", "cb", "Closed", 0)
+	defer Forget("recreated", "cb")
+	g.Expect(series(t, Transitions, "recreated", "cb")).To(HaveLen(len(TransitionPairs)))
+	g.Expect(nonZero(series(t, Transitions, "recreated", "cb"))).To(BeEmpty())
+}
+
 func TestSetStateFollowsTheFailureCount(t *testing.T) {
 	g := NewWithT(t)
 	for _, n := range []int32{0, 1, 7, 0} {
@@ -124,6 +181,7 @@ func TestObserveTransitionCountsEachPair(t *testing.T) {
 		"from=Open,to=HalfOpen":   2,
 		"from=HalfOpen,to=Open":   1,
 		"from=HalfOpen,to=Closed": 1,
+		"from=Open,to=Closed":     0,
 	}))
 }
 
@@ -137,7 +195,9 @@ func TestObserveProbeCountsResultsAndFailureReasons(t *testing.T) {
 
 	g.Expect(series(t, Probes, "probes", "cb")).To(Equal(map[string]float64{"result=success": 2, "result=failure": 3}))
 	// A success has no reason: "ok" never shows up as a failure reason.
-	g.Expect(series(t, ProbeFailures, "probes", "cb")).To(Equal(map[string]float64{"reason=http_status": 2, "reason=timeout": 1}))
+	failures := series(t, ProbeFailures, "probes", "cb")
+	g.Expect(failures).NotTo(HaveKey("reason=ok"))
+	g.Expect(nonZero(failures)).To(Equal(map[string]float64{"reason=http_status": 2, "reason=timeout": 1}))
 }
 
 func TestObserveProbeObservesDurationsInSeconds(t *testing.T) {
@@ -238,4 +298,31 @@ func TestLabelsAreOnlyNamespaceNameAndFixedSets(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TransitionPairs holds every transition the state machine can make, so that
+// each one's series exists at 0 before it first happens.
+func TestTransitionPairsCoverEveryTransitionOfTheStateMachine(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	p := breaker.Policy{Threshold: 1, SuccessThreshold: 1, Timeout: time.Minute}
+	later := now.Add(2 * time.Minute)
+	seen := map[[2]string]bool{}
+	for _, s := range []breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen} {
+		st := breaker.Status{State: s, LastTransitionTime: now}
+		if s == breaker.Open {
+			st.OpenedAt, st.NextRetryTime = now, now.Add(p.Timeout)
+		}
+		for _, step := range []func() (breaker.Status, *breaker.Transition){
+			func() (breaker.Status, *breaker.Transition) { return breaker.Observe(st, p, true, later) },
+			func() (breaker.Status, *breaker.Transition) { return breaker.Observe(st, p, false, later) },
+			func() (breaker.Status, *breaker.Transition) { return breaker.Advance(st, p, later) },
+			func() (breaker.Status, *breaker.Transition) { return breaker.Reset(st, p, later) },
+		} {
+			if _, tr := step(); tr != nil {
+				seen[[2]string{string(tr.From), string(tr.To)}] = true
+			}
+		}
+	}
+	g.Expect(TransitionPairs).To(ConsistOf(slices.Collect(maps.Keys(seen))))
 }
