@@ -12,25 +12,36 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
+// schedule tells the runner what a decision means for probing, at once and
+// before the status is written: a circuit that opens stops probing (its trial
+// waits for nextRetryTime) however long the API server takes the write.
+func (r *CircuitBreakerReconciler) schedule(key probe.Key, d decision) {
+	if !d.probes || d.nextProbe.IsZero() {
+		r.Runner.Pause(key)
+		return
+	}
+	r.Runner.Schedule(key, d.settings.specID, d.settings.target, d.nextProbe, d.settings.interval)
+}
+
 // afterWrite acts on a decision once its status is stored (cb holds it): it
-// acknowledges the recorded probe result, schedules the next probe, and reports
-// transitions as Events, log lines and metrics. Running it only after a
-// successful write means a retried conflict never reports a transition twice.
+// acknowledges the recorded probe results and reports transitions as Events,
+// log lines and metrics. Running it only after a successful write means a
+// retried conflict never reports a transition twice, and a result is dropped
+// only once it is stored.
 func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, key probe.Key, d decision) {
 	log := logf.FromContext(ctx)
-	if d.probed != nil {
-		r.Runner.Ack(key, d.probed.Start)
-		metrics.ObserveProbe(cb.Namespace, cb.Name, d.probed.Success, string(d.probed.Reason), d.probed.Latency)
+	var last *probe.Result
+	if n := len(d.probed); n > 0 {
+		last = &d.probed[n-1]
+		r.Runner.Ack(key, last.Start)
+	}
+	for _, p := range d.probed {
+		metrics.ObserveProbe(cb.Namespace, cb.Name, p.Success, string(p.Reason), p.Latency)
 	}
 	if d.reset {
 		// A probe that was under way when the reset was handled must not count
 		// against the fresh circuit, whenever it comes back.
 		r.Runner.DiscardBefore(key, d.resetAt)
-	}
-	if !d.probes || d.nextProbe.IsZero() {
-		r.Runner.Pause(key)
-	} else {
-		r.Runner.Schedule(key, d.settings.specID, d.settings.target, d.nextProbe)
 	}
 	if d.reset {
 		log.Info("Circuit reset by annotation", "value", cb.Status.LastHandledReset)
@@ -40,7 +51,7 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 	for _, t := range d.transitions {
 		log.Info("Circuit state changed", "from", t.From, "to", t.To, "reason", t.Reason)
 		metrics.ObserveTransition(cb.Namespace, cb.Name, string(t.From), string(t.To))
-		r.emitTransition(cb, t, d.probed)
+		r.emitTransition(cb, t, last)
 	}
 	metrics.SetState(cb.Namespace, cb.Name, string(cb.Status.State), cb.Status.ConsecutiveFailures)
 }

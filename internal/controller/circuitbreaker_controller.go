@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -92,10 +93,10 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	r.afterWrite(ctx, cb, key, d)
 	if d.again {
-		return ctrl.Result{RequeueAfter: time.Nanosecond}, nil
+		return ctrl.Result{RequeueAfter: time.Nanosecond, Priority: ptr.To(transitionPriority)}, nil
 	}
 	// The wake-up is due at a fixed time; the write took some of the wait.
-	return ctrl.Result{RequeueAfter: remaining(d.wake, r.Clock.Since(now))}, nil
+	return ctrl.Result{RequeueAfter: remaining(d.wake, r.Clock.Since(now)), Priority: ptr.To(transitionPriority)}, nil
 }
 
 // decideAndWrite resolves the spec, decides, and writes the status if it
@@ -107,14 +108,13 @@ func (r *CircuitBreakerReconciler) decideAndWrite(ctx context.Context, cb *circu
 	if err != nil {
 		return decision{}, err
 	}
-	var pending *probe.Result
+	var pending []probe.Result
 	if res.blocked == nil {
-		if p, ok := r.Runner.Pending(key, res.settings.specID); ok {
-			pending = &p
-		}
+		pending = r.Runner.Pending(key, res.settings.specID)
 	}
 	d := decide(cb, res, pending, r.Runner.LastStart(key, res.settings.specID), now)
-	if equality.Semantic.DeepEqual(cb.Status, d.status) {
+	r.schedule(key, d)
+	if d.deferWrite || equality.Semantic.DeepEqual(cb.Status, d.status) {
 		return d, nil
 	}
 	orig := cb.DeepCopy()
@@ -159,7 +159,7 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.refs = newRefWatcher(clientset)
 	results := source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		r.Runner.Start(ctx, func(k probe.Key) {
-			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+			r.enqueueResult(ctx, q, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
 		})
 		r.refs.start(ctx, func(n types.NamespacedName) { q.Add(reconcile.Request{NamespacedName: n}) })
 		return nil

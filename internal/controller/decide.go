@@ -16,9 +16,9 @@ import (
 type decision struct {
 	status      circuitv1alpha1.CircuitBreakerStatus
 	transitions []breaker.Transition
-	// probed is the probe result this decision recorded (or, after a reset,
-	// discarded); it is acknowledged once the status is stored.
-	probed *probe.Result
+	// probed are the probe results this decision recorded (or, after a reset,
+	// discarded), oldest first; they are acknowledged once the status is stored.
+	probed []probe.Result
 	// settings are what to probe with; probes is false when nothing is probed
 	// (the breaker is blocked).
 	settings settings
@@ -35,13 +35,23 @@ type decision struct {
 	// again asks for another reconcile at once: the trial's result waits for
 	// the HalfOpen this decision records.
 	again bool
+	// deferWrite holds a new breaker's first status back until its first probe
+	// result (or its deadline) so that both go out in one write; wake is then
+	// when to write it anyway.
+	deferWrite bool
 }
 
+// firstResultGrace is how long past its creation plus retryTimeout a new
+// breaker's first status waits for its first result: the creation time has
+// whole seconds, and the probe may start a little after the reconcile.
+const firstResultGrace = 2 * time.Second
+
 // decide moves a breaker's status forward to now. It is pure: it reads the
-// recorded object, what resolve found, the probe result waiting to be recorded
-// (nil if none), when the runner last started a probe for these settings, and
-// now; it changes nothing it is given.
-func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending *probe.Result, lastStart, now time.Time) decision {
+// recorded object, what resolve found, the probe results waiting to be
+// recorded (oldest first; they are folded through the state machine in order,
+// so that one write records them all), when the runner last started a probe
+// for these settings, and now; it changes nothing it is given.
+func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending []probe.Result, lastStart, now time.Time) decision {
 	next := cb.DeepCopy()
 	next.Status.ObservedGeneration = cb.Generation
 	next.Status.Target = targetSummary(cb.Spec.Target)
@@ -69,20 +79,25 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending *probe.R
 	}
 	wasOpen := s.State == breaker.Open
 	record(breaker.Advance(s, cfg.policy, halfOpenTime(s, lastStart, now)))
-	if pending != nil {
-		switch {
-		case wasOpen && s.State == breaker.HalfOpen:
-			// The trial came back before this reconcile recorded HalfOpen: record
-			// HalfOpen on its own first, so that it is seen before the trial's
-			// outcome. The result stays pending for the next reconcile.
-			d.again = true
-		case d.reset:
-			// A probe that was under way when the breaker was reset must not count
-			// against the fresh circuit.
-			d.probed = pending
-		default:
-			d.probed = pending
-			record(breaker.Observe(s, cfg.policy, pending.Success, now))
+	switch {
+	case len(pending) == 0:
+	case wasOpen && s.State == breaker.HalfOpen:
+		// The trial came back before this reconcile recorded HalfOpen: record
+		// HalfOpen on its own first, so that it is seen before the trial's
+		// outcome. The results stay pending for the next reconcile.
+		d.again = true
+	case d.reset:
+		// Probes that were under way when the breaker was reset must not count
+		// against the fresh circuit.
+		d.probed = pending
+	default:
+		d.probed = pending
+		for _, r := range pending {
+			if s.State == breaker.HalfOpen && r.Start.Before(s.LastTransitionTime) {
+				// Sent before the circuit went HalfOpen: not a trial.
+				continue
+			}
+			record(breaker.Observe(s, cfg.policy, r.Success, now))
 		}
 	}
 	recordStatus(next, s, d.probed, res.service)
@@ -95,24 +110,37 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending *probe.R
 	d.nextProbe = nextProbe(s, lastStart, cfg.interval, now)
 	d.wake = breaker.WakeAfter(s, now)
 	d.status = next.Status
+	if cb.Status.State == "" && len(pending) == 0 {
+		// A new breaker: its first status goes out with its first result.
+		if due := cb.CreationTimestamp.Add(cfg.target.Timeout + firstResultGrace); now.Before(due) {
+			d.deferWrite, d.wake = true, due.Sub(now)
+		}
+	}
 	return d
 }
 
 // recordStatus writes the state machine's status, a Service target's endpoints
-// and the probe's outcome into cb. lastProbe changes only when something else
-// did or the outcome differs, so that steady probing writes nothing.
-func recordStatus(cb *circuitv1alpha1.CircuitBreaker, s breaker.Status, probed *probe.Result, svc resolved) {
+// and the probes' outcome into cb. lastProbe (the newest result) changes only
+// when something else did or the outcome differs, so that steady probing
+// writes nothing.
+func recordStatus(cb *circuitv1alpha1.CircuitBreaker, s breaker.Status, probed []probe.Result, svc resolved) {
 	before := cb.Status.DeepCopy()
 	statusToAPI(s, &cb.Status)
-	switch {
-	case cb.Spec.Target.Service == nil:
+	if cb.Spec.Target.Service == nil {
 		cb.Status.Endpoints, cb.Status.EndpointsTotal, cb.Status.EndpointsFailing = nil, 0, 0
-	case probed != nil:
-		cb.Status.Endpoints, cb.Status.EndpointsTotal, cb.Status.EndpointsFailing =
-			endpointStatuses(cb.Status.Endpoints, probed.Endpoints, svc.refs)
 	}
-	if probed != nil && (!equality.Semantic.DeepEqual(before, &cb.Status) || lastProbeChanged(cb.Status.LastProbe, *probed)) {
-		cb.Status.LastProbe = lastProbeFromResult(*probed)
+	for _, r := range probed {
+		if cb.Spec.Target.Service != nil {
+			cb.Status.Endpoints, cb.Status.EndpointsTotal, cb.Status.EndpointsFailing =
+				endpointStatuses(cb.Status.Endpoints, r.Endpoints, svc.refs)
+		}
+	}
+	if len(probed) == 0 {
+		return
+	}
+	last := probed[len(probed)-1]
+	if !equality.Semantic.DeepEqual(before, &cb.Status) || lastProbeChanged(cb.Status.LastProbe, last) {
+		cb.Status.LastProbe = lastProbeFromResult(last)
 	}
 }
 

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -58,12 +59,12 @@ func openSince(openedAt time.Time) func(*circuitv1alpha1.CircuitBreaker) {
 	}
 }
 
-func failedProbe(start time.Time) *probe.Result {
-	return &probe.Result{Start: start, Latency: 3 * time.Millisecond, Reason: probe.ReasonHTTPStatus, HTTPStatus: 503}
+func failedProbe(start time.Time) []probe.Result {
+	return []probe.Result{{Start: start, Latency: 3 * time.Millisecond, Reason: probe.ReasonHTTPStatus, HTTPStatus: 503}}
 }
 
-func okProbe(start time.Time) *probe.Result {
-	return &probe.Result{Start: start, Latency: 2 * time.Millisecond, Success: true, Reason: probe.ReasonOK, HTTPStatus: 200}
+func okProbe(start time.Time) []probe.Result {
+	return []probe.Result{{Start: start, Latency: 2 * time.Millisecond, Success: true, Reason: probe.ReasonOK, HTTPStatus: 200}}
 }
 
 func readyCondition(st circuitv1alpha1.CircuitBreakerStatus) *metav1.Condition {
@@ -193,17 +194,17 @@ func TestDecideAResetOfAnOpenBreakerClosesIt(t *testing.T) {
 }
 
 func TestDecideWritesLastProbeOnlyWhenTheOutcomeChanges(t *testing.T) {
-	recorded := lastProbeFromResult(*okProbe(decideNow.Add(-time.Minute)))
+	recorded := lastProbeFromResult(okProbe(decideNow.Add(-time.Minute))[0])
 	tests := []struct {
 		name    string
-		result  *probe.Result
+		result  []probe.Result
 		changed bool
 	}{
 		{name: "the same outcome later writes nothing", result: okProbe(decideNow.Add(-time.Millisecond))},
-		{name: "another latency alone writes nothing", result: &probe.Result{Start: decideNow, Latency: time.Second,
-			Success: true, Reason: probe.ReasonOK, HTTPStatus: 200}},
-		{name: "another status code is recorded", result: &probe.Result{Start: decideNow, Success: true,
-			Reason: probe.ReasonOK, HTTPStatus: 204}, changed: true},
+		{name: "another latency alone writes nothing", result: []probe.Result{{Start: decideNow, Latency: time.Second,
+			Success: true, Reason: probe.ReasonOK, HTTPStatus: 200}}},
+		{name: "another status code is recorded", result: []probe.Result{{Start: decideNow, Success: true,
+			Reason: probe.ReasonOK, HTTPStatus: 204}}, changed: true},
 		{name: "a failure is recorded", result: failedProbe(decideNow), changed: true},
 	}
 	for _, tt := range tests {
@@ -211,10 +212,10 @@ func TestDecideWritesLastProbeOnlyWhenTheOutcomeChanges(t *testing.T) {
 			g := NewWithT(t)
 			cb := decideBreaker(closedWith(0, recorded))
 			cb.Status = decide(cb, resolvedFor(t, cb), nil, time.Time{}, decideNow).status // Ready, target
-			d := decide(cb, resolvedFor(t, cb), tt.result, tt.result.Start, decideNow)
+			d := decide(cb, resolvedFor(t, cb), tt.result, tt.result[0].Start, decideNow)
 			g.Expect(d.probed).NotTo(BeNil(), "acknowledged either way")
 			if tt.changed {
-				g.Expect(d.status.LastProbe.Time.Time).To(Equal(tt.result.Start))
+				g.Expect(d.status.LastProbe.Time.Time).To(Equal(tt.result[0].Start))
 			} else {
 				g.Expect(d.status).To(Equal(cb.Status), "steady probing writes nothing")
 			}
@@ -239,7 +240,7 @@ func TestDecideAServiceProblemProbesAndSaysWhy(t *testing.T) {
 func TestDecideADeniedLastProbeMakesReadyFalse(t *testing.T) {
 	g := NewWithT(t)
 	cb := decideBreaker(closedWith(0, nil))
-	denied := &probe.Result{Start: decideNow, Reason: probe.ReasonDenied}
+	denied := []probe.Result{{Start: decideNow, Reason: probe.ReasonDenied}}
 	d := decide(cb, resolvedFor(t, cb), denied, decideNow, decideNow)
 	ready := readyCondition(d.status)
 	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
@@ -274,4 +275,96 @@ func TestDecideAvailableFollowsTheState(t *testing.T) {
 	cb.Status = closed.status
 	again := decide(cb, resolvedFor(t, cb), nil, time.Time{}, decideNow.Add(time.Minute))
 	g.Expect(again.status).To(Equal(closed.status))
+}
+
+func TestDecideFoldsEveryWaitingResultInOneDecision(t *testing.T) {
+	g := NewWithT(t)
+	cb := decideBreaker(closedWith(0, nil))
+	t0 := decideNow.Add(-time.Second)
+	pending := slices.Concat(failedProbe(t0), failedProbe(t0.Add(200*time.Millisecond)), failedProbe(t0.Add(400*time.Millisecond)))
+	d := decide(cb, resolvedFor(t, cb), pending, t0.Add(400*time.Millisecond), decideNow)
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen), "three failures at threshold 3, one write")
+	g.Expect(d.transitions).To(HaveLen(1))
+	g.Expect(d.probed).To(HaveLen(3), "all of them are acknowledged after the write")
+	g.Expect(d.status.LastProbe.Time.Time).To(Equal(t0.Add(400*time.Millisecond)), "lastProbe is the newest")
+
+	// A success among them resets the count as it would one at a time.
+	pending[2] = okProbe(t0.Add(400 * time.Millisecond))[0]
+	d = decide(cb, resolvedFor(t, cb), pending, t0.Add(400*time.Millisecond), decideNow)
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.status.ConsecutiveFailures).To(BeZero())
+}
+
+func TestDecideAResultSentBeforeHalfOpenIsNoTrial(t *testing.T) {
+	g := NewWithT(t)
+	halfAt := decideNow.Add(-100 * time.Millisecond)
+	cb := decideBreaker(func(cb *circuitv1alpha1.CircuitBreaker) {
+		cb.Status.State = circuitv1alpha1.StateHalfOpen
+		cb.Status.LastTransitionTime = mt(halfAt)
+	})
+	pending := slices.Concat(failedProbe(halfAt.Add(-time.Second)), okProbe(halfAt))
+	d := decide(cb, resolvedFor(t, cb), pending, halfAt, decideNow)
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed), "the stale failure did not reopen it")
+	g.Expect(d.probed).To(HaveLen(2))
+}
+
+func TestDecideANewBreakersFirstStatusWaitsForItsFirstResult(t *testing.T) {
+	g := NewWithT(t)
+	created := decideNow.Add(-time.Second).Truncate(time.Second)
+	cb := decideBreaker(func(cb *circuitv1alpha1.CircuitBreaker) { cb.CreationTimestamp = metav1.NewTime(created) })
+	d := decide(cb, resolvedFor(t, cb), nil, time.Time{}, decideNow)
+	g.Expect(d.deferWrite).To(BeTrue())
+	g.Expect(d.nextProbe).To(Equal(decideNow), "its first probe still goes at once")
+	g.Expect(d.wake).To(Equal(created.Add(200*time.Millisecond + firstResultGrace).Sub(decideNow)))
+
+	start := decideNow.Add(10 * time.Millisecond)
+	d = decide(cb, resolvedFor(t, cb), okProbe(start), start, start.Add(5*time.Millisecond))
+	g.Expect(d.deferWrite).To(BeFalse())
+	g.Expect(d.status.LastProbe).NotTo(BeNil(), "Ready, target and the first result in one write")
+	g.Expect(readyCondition(d.status).Status).To(Equal(metav1.ConditionTrue))
+	g.Expect(d.status.Target).NotTo(BeEmpty())
+
+	// No result by its deadline: written without one.
+	late := created.Add(200*time.Millisecond + firstResultGrace)
+	d = decide(cb, resolvedFor(t, cb), nil, decideNow, late)
+	g.Expect(d.deferWrite).To(BeFalse())
+
+	// A blocked new breaker says why at once.
+	d = decide(cb, resolution{blocked: &problem{circuitv1alpha1.ReasonInvalidSpec, "bad"}}, nil, time.Time{}, decideNow)
+	g.Expect(d.deferWrite).To(BeFalse())
+}
+
+func TestFoldsToTransitionTellsTransitionsFromCounters(t *testing.T) {
+	p := breaker.Policy{Threshold: 3, SuccessThreshold: 2, Timeout: 2 * time.Second}
+	closed := func(failures int32) circuitv1alpha1.CircuitBreakerStatus {
+		return circuitv1alpha1.CircuitBreakerStatus{State: circuitv1alpha1.StateClosed, ConsecutiveFailures: failures,
+			LastTransitionTime: mt(decideNow.Add(-time.Hour))}
+	}
+	open := circuitv1alpha1.CircuitBreakerStatus{State: circuitv1alpha1.StateOpen, ConsecutiveFailures: 3,
+		LastTransitionTime: mt(decideNow.Add(-3 * time.Second)), OpenedAt: mt(decideNow.Add(-3 * time.Second)),
+		NextRetryTime: mt(decideNow.Add(-time.Second))}
+	half := circuitv1alpha1.CircuitBreakerStatus{State: circuitv1alpha1.StateHalfOpen, LastTransitionTime: mt(decideNow.Add(-time.Second))}
+	tests := []struct {
+		name    string
+		status  circuitv1alpha1.CircuitBreakerStatus
+		results []probe.Result
+		want    bool
+	}{
+		{name: "a failure below the threshold only counts", status: closed(1), results: failedProbe(decideNow)},
+		{name: "the threshold-th failure opens", status: closed(2), results: failedProbe(decideNow), want: true},
+		{name: "two waiting failures reach the threshold", status: closed(1),
+			results: slices.Concat(failedProbe(decideNow), failedProbe(decideNow)), want: true},
+		{name: "a success while Closed changes nothing", status: closed(0), results: okProbe(decideNow)},
+		{name: "a trial of an Open circuit past its timeout", status: open, results: okProbe(decideNow), want: true},
+		{name: "one of two trial successes only counts", status: half, results: okProbe(decideNow)},
+		{name: "a failed trial reopens", status: half, results: failedProbe(decideNow), want: true},
+		{name: "a new breaker's first result is no transition", status: circuitv1alpha1.CircuitBreakerStatus{},
+			results: failedProbe(decideNow)},
+		{name: "no results", status: closed(2)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			NewWithT(t).Expect(foldsToTransition(tt.status, p, tt.results, decideNow)).To(Equal(tt.want))
+		})
+	}
 }

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -37,13 +38,22 @@ type Limits struct {
 // before the Runner reports itself unhealthy.
 const DefaultWedgeGrace = time.Minute
 
+// MaxPending bounds the results that wait to be recorded for one breaker. A
+// breaker whose results are this far behind sends no probe until they are
+// recorded: the API server is that far behind, and more would only wait too.
+const MaxPending = 64
+
 // Runner sends probes at the times it is asked to, never earlier, each in its
 // own goroutine (at most a bounded number at once, and a bounded number per
 // namespace), so that a hanging target never holds up a reconcile worker or
-// another breaker's probe. When a probe finishes, the Runner keeps its result
-// and calls notify; the reconciler then reads the result with Pending, records
-// it, acknowledges it with Ack and asks for the next probe. A probe whose
-// breaker is forgotten or given a new spec is cancelled, and its slot freed, at once.
+// another breaker's probe. It keeps each breaker's cadence on its own: when a
+// probe starts, the next is due a cadence later, whether or not the results
+// before it have been recorded. Results wait in order (at most MaxPending);
+// the runner calls notify for each, and the reconciler reads them with
+// Pending, records them (all at once), acknowledges them with Ack and moves
+// the next probe with Schedule when a decision changes it (a circuit that
+// opens sends its trial at nextRetryTime). A probe whose breaker is forgotten
+// or given a new spec is cancelled, and its slot freed, at once.
 type Runner struct {
 	doer   Doer
 	sharer Sharer
@@ -74,7 +84,13 @@ type item struct {
 	retained bool
 	timer    *time.Timer
 	at       time.Time
+	// every is the cadence: when a probe starts, the next is due every later.
+	// Zero: only the probes Schedule asks for.
+	every    time.Duration
 	inFlight bool
+	// overdue: a probe came due while one was in flight or the results queue
+	// was full; it starts as soon as neither holds.
+	overdue bool
 	// probe numbers the probe in flight, probeStart is when it started (zero
 	// while it waits for a slot or its time), and cancel ends it.
 	probe      uint64
@@ -82,7 +98,7 @@ type item struct {
 	cancel     context.CancelFunc
 	// lastStart is when the last probe for this spec started, in flight or done.
 	lastStart time.Time
-	pending   *Result
+	pending   []Result
 }
 
 // nsSlots are one namespace's share of the slots.
@@ -118,25 +134,33 @@ func (r *Runner) Start(ctx context.Context, notify func(Key)) {
 	}()
 }
 
-// Schedule asks for a probe of target at time at. specID names what is probed:
-// when it differs from the last call's, earlier results and timers are dropped
-// and a probe in flight is cancelled. While a probe is in flight, or a result
-// waits to be read, Schedule does nothing: the result's reconcile asks again.
-func (r *Runner) Schedule(key Key, specID string, target Target, at time.Time) {
+// Schedule asks for the next probe of target at time at, and for one every
+// `every` after each probe starts from then on (zero: none of its own). specID
+// names what is probed: when it differs from the last call's, earlier results
+// and timers are dropped and a probe in flight is cancelled. A probe due while
+// another is in flight starts when that one ends.
+func (r *Runner) Schedule(key Key, specID string, target Target, at time.Time, every time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	it := r.itemFor(key, specID)
 	r.setTarget(it, target)
-	if it.inFlight || it.pending != nil {
+	it.every = every
+	if it.inFlight && !at.After(time.Now()) {
+		// The probe in flight is the one due now; its start sets the next.
 		return
 	}
+	r.arm(key, it, at)
+}
+
+// arm sets the item's timer to at, unless it is already set to at.
+func (r *Runner) arm(key Key, it *item, at time.Time) {
 	if it.timer != nil {
 		if it.at.Equal(at) {
 			return
 		}
 		it.timer.Stop()
 	}
-	it.at = at
+	it.at, it.overdue = at, false
 	epoch := it.epoch
 	it.timer = time.AfterFunc(time.Until(at), func() { r.fire(key, epoch, at) })
 }
@@ -169,34 +193,49 @@ func (r *Runner) drop(it *item) {
 	}
 }
 
-// Pause cancels a scheduled probe of key (a breaker that cannot be probed as
-// specified sends none). A probe in flight finishes; its result is still delivered.
+// Pause cancels the scheduled probes of key and its cadence (a breaker that
+// cannot be probed as specified sends none). A probe in flight finishes; its
+// result is still delivered.
 func (r *Runner) Pause(key Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if it, ok := r.items[key]; ok && it.timer != nil {
-		it.timer.Stop()
-		it.timer = nil
+	if it, ok := r.items[key]; ok {
+		if it.timer != nil {
+			it.timer.Stop()
+			it.timer = nil
+		}
+		it.every, it.overdue = 0, false
 	}
 }
 
-// Pending returns the result that waits to be recorded for key and specID.
-func (r *Runner) Pending(key Key, specID string) (Result, bool) {
+// Pending returns the results that wait to be recorded for key and specID,
+// oldest first.
+func (r *Runner) Pending(key Key, specID string) []Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	it, ok := r.items[key]
-	if !ok || it.specID != specID || it.pending == nil {
-		return Result{}, false
+	if !ok || it.specID != specID || len(it.pending) == 0 {
+		return nil
 	}
-	return *it.pending, true
+	return append([]Result(nil), it.pending...)
 }
 
-// Ack marks the result that started at start as recorded.
-func (r *Runner) Ack(key Key, start time.Time) {
+// Ack marks the results that started at or before through as recorded.
+func (r *Runner) Ack(key Key, through time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if it, ok := r.items[key]; ok && it.pending != nil && it.pending.Start.Equal(start) {
-		it.pending = nil
+	it, ok := r.items[key]
+	if !ok {
+		return
+	}
+	it.pending = slices.DeleteFunc(it.pending, func(res Result) bool { return !res.Start.After(through) })
+	r.catchUp(key, it)
+}
+
+// catchUp starts an overdue probe once nothing holds it back.
+func (r *Runner) catchUp(key Key, it *item) {
+	if it.overdue && !it.inFlight && len(it.pending) < MaxPending {
+		r.arm(key, it, time.Now())
 	}
 }
 
@@ -210,13 +249,12 @@ func (r *Runner) DiscardBefore(key Key, t time.Time) {
 	if !ok {
 		return
 	}
-	if it.pending != nil && it.pending.Start.Before(t) {
-		it.pending = nil
-	}
+	it.pending = slices.DeleteFunc(it.pending, func(res Result) bool { return res.Start.Before(t) })
 	if it.inFlight && !it.probeStart.IsZero() && it.probeStart.Before(t) && it.cancel != nil {
 		it.cancel()
 		it.cancel, it.inFlight, it.probe = nil, false, 0
 	}
+	r.catchUp(key, it)
 }
 
 // LastStart returns when the last probe of key for specID started, whether it
@@ -290,11 +328,16 @@ func (r *Runner) itemFor(key Key, specID string) *item {
 func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 	r.mu.Lock()
 	it, ok := r.items[key]
-	if !ok || it.epoch != epoch || it.inFlight || it.timer == nil {
+	if !ok || it.epoch != epoch || it.timer == nil || !it.at.Equal(at) {
 		r.mu.Unlock()
 		return
 	}
 	it.timer = nil
+	if it.inFlight || len(it.pending) >= MaxPending {
+		it.overdue = true
+		r.mu.Unlock()
+		return
+	}
 	it.inFlight = true
 	r.probes++
 	id := r.probes
@@ -330,6 +373,10 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 	start := time.Now()
 	if it, ok := r.items[key]; ok && it.epoch == epoch && it.probe == id {
 		it.lastStart, it.probeStart = start, start
+		if it.every > 0 && it.timer == nil {
+			// The cadence holds whatever happens to this probe's result.
+			r.arm(key, it, start.Add(it.every))
+		}
 	}
 	r.running[id] = start.Add(target.Timeout)
 	r.mu.Unlock()
@@ -350,12 +397,14 @@ func (r *Runner) finish(key Key, epoch, id uint64, res *Result) {
 	current := ok && it.epoch == epoch && it.probe == id
 	if current {
 		it.inFlight, it.probe, it.cancel = false, 0, nil
-		it.pending = res
+		if res != nil {
+			it.pending = append(it.pending, *res)
+		}
+		r.catchUp(key, it)
 	}
 	notify, ctx := r.notify, r.ctx
 	r.mu.Unlock()
-	if current && notify != nil && ctx.Err() == nil {
-		// Also when the probe never ran: the reconciler then schedules again.
+	if current && res != nil && notify != nil && ctx.Err() == nil {
 		notify(key)
 	}
 }

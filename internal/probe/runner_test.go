@@ -167,7 +167,7 @@ func TestRunnerFiresAScheduledProbeAtItsTime(t *testing.T) {
 	k := runnerKey("a")
 	at := time.Now().Add(400 * time.Millisecond)
 
-	r.Schedule(k, "spec", tcpTarget("a"), at)
+	r.Schedule(k, "spec", tcpTarget("a"), at, 0)
 	waitNotified(t, notified, k)
 
 	calls := d.callsTo("a")
@@ -179,7 +179,7 @@ func TestRunnerFiresAScheduledProbeAtItsTime(t *testing.T) {
 func TestRunnerFiresATimeInThePastAtOnce(t *testing.T) {
 	d := newFakeDoer()
 	r, notified := startRunner(t, d, 4)
-	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(-time.Hour))
+	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(-time.Hour), 0)
 	waitNotified(t, notified, runnerKey("a"))
 }
 
@@ -189,37 +189,36 @@ func TestRunnerKeepsTheResultUntilAcknowledged(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	_, ok := r.Pending(k, "spec")
-	g.Expect(ok).To(BeFalse(), "a result before any probe")
+	g.Expect(r.Pending(k, "spec")).To(BeEmpty(), "a result before any probe")
 	g.Expect(r.LastStart(k, "spec")).To(BeZero())
 
 	before := time.Now()
-	r.Schedule(k, "spec", tcpTarget("a"), before)
+	r.Schedule(k, "spec", tcpTarget("a"), before, 0)
 	waitNotified(t, notified, k)
 
-	res, ok := r.Pending(k, "spec")
+	res, ok := lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue())
 	g.Expect(res.Success).To(BeTrue())
 	g.Expect(res.Reason).To(Equal(ReasonOK))
 	g.Expect(res.Start).To(BeTemporally(">=", before), "the Runner stamps the start itself")
 	g.Expect(r.LastStart(k, "spec")).To(Equal(res.Start))
 
-	again, ok := r.Pending(k, "spec")
+	again, ok := lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue(), "reading a result does not consume it")
 	g.Expect(again).To(Equal(res))
-	_, ok = r.Pending(k, "other-spec")
+	_, ok = lastPending(r, k, "other-spec")
 	g.Expect(ok).To(BeFalse(), "a result is only given for its own spec")
-	_, ok = r.Pending(runnerKey("b"), "spec")
+	_, ok = lastPending(r, runnerKey("b"), "spec")
 	g.Expect(ok).To(BeFalse(), "a result is only given for its own key")
 	g.Expect(r.LastStart(k, "other-spec")).To(BeZero())
 
-	r.Ack(k, res.Start.Add(time.Nanosecond))
-	_, ok = r.Pending(k, "spec")
-	g.Expect(ok).To(BeTrue(), "an Ack of another start leaves the result")
+	r.Ack(k, res.Start.Add(-time.Nanosecond))
+	_, ok = lastPending(r, k, "spec")
+	g.Expect(ok).To(BeTrue(), "an Ack through an earlier start leaves the result")
 
 	r.Ack(runnerKey("unknown"), res.Start)
 	r.Ack(k, res.Start)
-	_, ok = r.Pending(k, "spec")
+	_, ok = lastPending(r, k, "spec")
 	g.Expect(ok).To(BeFalse(), "the acknowledged result is gone")
 	g.Expect(r.LastStart(k, "spec")).To(Equal(res.Start), "lastStart outlives the Ack")
 }
@@ -230,9 +229,9 @@ func TestRunnerNotifiesOncePerResult(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 	for i := range 3 {
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
 		waitNotified(t, notified, k)
-		res, ok := r.Pending(k, "spec")
+		res, ok := lastPending(r, k, "spec")
 		g.Expect(ok).To(BeTrue(), "round %d", i)
 		r.Ack(k, res.Start)
 	}
@@ -244,51 +243,74 @@ func TestRunnerWithoutStartProbesButNotifiesNoOne(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
 	r := NewRunner(d, Limits{InFlight: 4})
-	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now())
+	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now(), 0)
 	waitStarted(t, d, "a")
 	g.Eventually(func() bool {
-		_, ok := r.Pending(runnerKey("a"), "spec")
+		_, ok := lastPending(r, runnerKey("a"), "spec")
 		return ok
 	}, waitLimit, 10*time.Millisecond).Should(BeTrue())
 }
 
-func TestRunnerScheduleIsANoOpWhileAProbeIsInFlight(t *testing.T) {
+func TestRunnerAProbeDueWhileOneIsInFlightStartsWhenItEnds(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now())
+	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now(), 0)
 	waitStarted(t, d, "block-a")
-	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now())
-	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now().Add(time.Millisecond))
+	// "Now" while one is in flight is that one.
+	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now(), 0)
+	expectNoProbe(t, d)
+	// A later time that comes while it is still in flight waits for it.
+	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now().Add(50*time.Millisecond), 0)
 	expectNoProbe(t, d)
 
 	close(d.release)
 	waitNotified(t, notified, k)
+	waitStarted(t, d, "block-a")
+	waitNotified(t, notified, k)
 	expectNoProbe(t, d)
-	g.Expect(d.callCount()).To(Equal(1))
+	g.Expect(d.callCount()).To(Equal(2))
+	g.Expect(r.Pending(k, "spec")).To(HaveLen(2), "results wait in order")
 }
 
-func TestRunnerScheduleIsANoOpWhileAResultIsPending(t *testing.T) {
+func TestRunnerKeepsTheCadenceWhileResultsWait(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
-	r, notified := startRunner(t, d, 4)
+	r, _ := startRunner(t, d, 4)
 	k := runnerKey("a")
+	const every = 100 * time.Millisecond
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), every)
+	g.Eventually(func() int { return len(r.Pending(k, "spec")) }).WithTimeout(waitLimit).Should(BeNumerically(">=", 5))
+	calls := d.callsTo("a")
+	for i := 1; i < len(calls); i++ {
+		g.Expect(calls[i].at.Sub(calls[i-1].at)).To(BeNumerically(">=", every-time.Millisecond),
+			"probe %d started early", i)
+	}
+	pending := r.Pending(k, "spec")
+	for i := 1; i < len(pending); i++ {
+		g.Expect(pending[i].Start).To(BeTemporally(">", pending[i-1].Start), "results are kept in order")
+	}
+	// Acknowledging through one result drops it and every older one.
+	r.Ack(k, pending[2].Start)
+	g.Expect(r.Pending(k, "spec")[0].Start).To(BeTemporally(">", pending[2].Start))
+}
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
-	waitNotified(t, notified, k)
-	waitStarted(t, d, "a")
+func TestRunnerHoldsProbesBackWhileMaxPendingResultsWait(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, _ := startRunner(t, d, 4)
+	k := runnerKey("a")
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), time.Millisecond)
+	g.Eventually(func() int { return len(r.Pending(k, "spec")) }).WithTimeout(waitLimit).Should(Equal(MaxPending))
+	calls := d.callCount()
+	time.Sleep(50 * time.Millisecond)
+	g.Expect(d.callCount()).To(Equal(calls), "no probe while the queue is full")
+	g.Expect(r.Pending(k, "spec")).To(HaveLen(MaxPending))
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
-	expectNoProbe(t, d)
-	res, ok := r.Pending(k, "spec")
-	g.Expect(ok).To(BeTrue())
-
-	r.Ack(k, res.Start)
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
-	waitStarted(t, d, "a")
-	waitNotified(t, notified, k)
+	r.Ack(k, time.Now())
+	g.Eventually(d.callCount).WithTimeout(waitLimit).Should(BeNumerically(">", calls), "an Ack lets the overdue probe go")
 }
 
 func TestRunnerScheduleMovesAWaitingTimer(t *testing.T) {
@@ -296,11 +318,11 @@ func TestRunnerScheduleMovesAWaitingTimer(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(200*time.Millisecond))
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(time.Hour))
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(200*time.Millisecond), 0)
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(time.Hour), 0)
 	expectNoProbe(t, d)
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
 	waitStarted(t, d, "a")
 	waitNotified(t, notified, k)
 }
@@ -311,8 +333,8 @@ func TestRunnerNewSpecDropsEarlierTimers(t *testing.T) {
 	r, _ := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "old", tcpTarget("old"), time.Now().Add(100*time.Millisecond))
-	r.Schedule(k, "new", tcpTarget("new"), time.Now().Add(time.Hour))
+	r.Schedule(k, "old", tcpTarget("old"), time.Now().Add(100*time.Millisecond), 0)
+	r.Schedule(k, "new", tcpTarget("new"), time.Now().Add(time.Hour), 0)
 	expectNoProbe(t, d)
 	g.Expect(r.Len()).To(Equal(1))
 }
@@ -323,22 +345,22 @@ func TestRunnerNewSpecDropsAnInFlightResult(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "old", tcpTarget("block-old"), time.Now())
+	r.Schedule(k, "old", tcpTarget("block-old"), time.Now(), 0)
 	waitStarted(t, d, "block-old")
-	r.Schedule(k, "new", tcpTarget("block-new"), time.Now().Add(time.Hour))
+	r.Schedule(k, "new", tcpTarget("block-new"), time.Now().Add(time.Hour), 0)
 	close(d.release)
 	expectNoNotification(t, notified)
-	_, ok := r.Pending(k, "old")
+	_, ok := lastPending(r, k, "old")
 	g.Expect(ok).To(BeFalse(), "the old spec's result was kept")
-	_, ok = r.Pending(k, "new")
+	_, ok = lastPending(r, k, "new")
 	g.Expect(ok).To(BeFalse(), "the old spec's result was given to the new one")
 	g.Expect(r.LastStart(k, "new")).To(BeZero())
 
 	// The new spec is not held up by the old probe.
-	r.Schedule(k, "new", tcpTarget("new"), time.Now())
+	r.Schedule(k, "new", tcpTarget("new"), time.Now(), 0)
 	waitStarted(t, d, "new")
 	waitNotified(t, notified, k)
-	_, ok = r.Pending(k, "new")
+	_, ok = lastPending(r, k, "new")
 	g.Expect(ok).To(BeTrue())
 }
 
@@ -348,10 +370,10 @@ func TestRunnerNewSpecDropsAPendingResult(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "old", tcpTarget("old"), time.Now())
+	r.Schedule(k, "old", tcpTarget("old"), time.Now(), 0)
 	waitNotified(t, notified, k)
-	r.Schedule(k, "new", tcpTarget("new"), time.Now())
-	_, ok := r.Pending(k, "old")
+	r.Schedule(k, "new", tcpTarget("new"), time.Now(), 0)
+	_, ok := lastPending(r, k, "old")
 	g.Expect(ok).To(BeFalse())
 	waitNotified(t, notified, k)
 	g.Expect(d.callsTo("new")).To(HaveLen(1), "the pending result of the old spec held up the new one")
@@ -362,12 +384,12 @@ func TestRunnerPauseCancelsATimer(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond))
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond), 0)
 	r.Pause(k)
 	r.Pause(runnerKey("unknown"))
 	expectNoProbe(t, d)
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
 	waitStarted(t, d, "a")
 	waitNotified(t, notified, k)
 }
@@ -378,12 +400,12 @@ func TestRunnerPauseLetsAnInFlightProbeDeliver(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now())
+	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now(), 0)
 	waitStarted(t, d, "block-a")
 	r.Pause(k)
 	close(d.release)
 	waitNotified(t, notified, k)
-	_, ok := r.Pending(k, "spec")
+	_, ok := lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue())
 }
 
@@ -392,7 +414,7 @@ func TestRunnerForgetDropsEverything(t *testing.T) {
 		g := NewWithT(t)
 		d := newFakeDoer()
 		r, _ := startRunner(t, d, 4)
-		r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond))
+		r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond), 0)
 		r.Forget(runnerKey("a"))
 		g.Expect(r.Len()).To(BeZero())
 		expectNoProbe(t, d)
@@ -401,10 +423,10 @@ func TestRunnerForgetDropsEverything(t *testing.T) {
 		g := NewWithT(t)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
-		r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now())
+		r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now(), 0)
 		waitNotified(t, notified, runnerKey("a"))
 		r.Forget(runnerKey("a"))
-		_, ok := r.Pending(runnerKey("a"), "spec")
+		_, ok := lastPending(r, runnerKey("a"), "spec")
 		g.Expect(ok).To(BeFalse())
 		g.Expect(r.LastStart(runnerKey("a"), "spec")).To(BeZero())
 		g.Expect(r.Len()).To(BeZero())
@@ -413,12 +435,12 @@ func TestRunnerForgetDropsEverything(t *testing.T) {
 		g := NewWithT(t)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
-		r.Schedule(runnerKey("a"), "spec", tcpTarget("block-a"), time.Now())
+		r.Schedule(runnerKey("a"), "spec", tcpTarget("block-a"), time.Now(), 0)
 		waitStarted(t, d, "block-a")
 		r.Forget(runnerKey("a"))
 		close(d.release)
 		expectNoNotification(t, notified)
-		_, ok := r.Pending(runnerKey("a"), "spec")
+		_, ok := lastPending(r, runnerKey("a"), "spec")
 		g.Expect(ok).To(BeFalse())
 		g.Expect(r.Len()).To(BeZero(), "the finished probe brought its breaker back")
 	})
@@ -426,7 +448,7 @@ func TestRunnerForgetDropsEverything(t *testing.T) {
 		g := NewWithT(t)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
-		r.Schedule(runnerKey("b"), "spec", tcpTarget("b"), time.Now().Add(200*time.Millisecond))
+		r.Schedule(runnerKey("b"), "spec", tcpTarget("b"), time.Now().Add(200*time.Millisecond), 0)
 		r.Forget(runnerKey("a"))
 		waitNotified(t, notified, runnerKey("b"))
 		g.Expect(r.Len()).To(Equal(1))
@@ -439,7 +461,7 @@ func TestRunnerStopsItsTimersWhenItsContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	notified := make(chan Key, 10)
 	r.Start(ctx, func(k Key) { notified <- k })
-	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(200*time.Millisecond))
+	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(200*time.Millisecond), 0)
 	cancel()
 	expectNoProbe(t, d)
 	expectNoNotification(t, notified)
@@ -451,7 +473,7 @@ func TestRunnerBoundsTheProbesInFlight(t *testing.T) {
 	r, notified := startRunner(t, d, 2)
 	for i := range 6 {
 		name := fmt.Sprintf("block-%d", i)
-		r.Schedule(runnerKey(name), "spec", tcpTarget(name), time.Now())
+		r.Schedule(runnerKey(name), "spec", tcpTarget(name), time.Now(), 0)
 	}
 	for range 2 {
 		select {
@@ -482,7 +504,7 @@ func TestRunnerSlowProbesDoNotDelayFastOnes(t *testing.T) {
 	r, notified := startRunner(t, d, 64)
 	for i := range 20 {
 		name := fmt.Sprintf("slow-%d", i)
-		r.Schedule(runnerKey(name), "spec", tcpTarget(name), time.Now())
+		r.Schedule(runnerKey(name), "spec", tcpTarget(name), time.Now(), 0)
 	}
 	for range 20 {
 		select {
@@ -497,7 +519,7 @@ func TestRunnerSlowProbesDoNotDelayFastOnes(t *testing.T) {
 	for i := range 20 {
 		k := runnerKey(fmt.Sprintf("fast-%d", i))
 		fast[k] = true
-		r.Schedule(k, "spec", tcpTarget(k.Name), start)
+		r.Schedule(k, "spec", tcpTarget(k.Name), start, 0)
 	}
 	// The slow probes take 2s; the fast ones must not wait for them.
 	deadline := time.After(time.Second)
@@ -520,13 +542,13 @@ func TestRunnerLastStartIsKnownWhileAProbeIsInFlight(t *testing.T) {
 	k := runnerKey("a")
 
 	before := time.Now()
-	r.Schedule(k, "spec", tcpTarget("block-a"), before)
+	r.Schedule(k, "spec", tcpTarget("block-a"), before, 0)
 	waitStarted(t, d, "block-a")
 	inFlight := r.LastStart(k, "spec")
 	g.Expect(inFlight).To(BeTemporally(">=", before), "the start of the probe in flight")
 	close(d.release)
 	waitNotified(t, notified, k)
-	res, ok := r.Pending(k, "spec")
+	res, ok := lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue())
 	g.Expect(res.Start).To(Equal(inFlight), "the result carries the same start")
 }
@@ -538,11 +560,20 @@ func TestRunnerNeverStartsAProbeBeforeItsTime(t *testing.T) {
 	k := runnerKey("a")
 
 	at := time.Now().Add(200 * time.Millisecond)
-	r.Schedule(k, "spec", tcpTarget("a"), at)
+	r.Schedule(k, "spec", tcpTarget("a"), at, 0)
 	waitNotified(t, notified, k)
-	res, ok := r.Pending(k, "spec")
+	res, ok := lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue())
 	g.Expect(res.Start).NotTo(BeTemporally("<", at))
+}
+
+// lastPending is the newest result waiting for key and specID.
+func lastPending(r *Runner, key Key, specID string) (Result, bool) {
+	p := r.Pending(key, specID)
+	if len(p) == 0 {
+		return Result{}, false
+	}
+	return p[len(p)-1], true
 }
 
 func nsKey(ns, name string) Key { return Key{Namespace: ns, Name: name} }
@@ -551,12 +582,12 @@ func TestRunnerForgetFreesTheSlotOfAProbeInFlightAtOnce(t *testing.T) {
 	d := newFakeDoer()
 	t.Cleanup(func() { close(d.release) })
 	r, notified := startRunner(t, d, 1)
-	r.Schedule(runnerKey("a"), "spec", tcpTarget("stuck-a"), time.Now())
+	r.Schedule(runnerKey("a"), "spec", tcpTarget("stuck-a"), time.Now(), 0)
 	waitStarted(t, d, "stuck-a")
 	r.Forget(runnerKey("a"))
 
 	// The only slot is free although the stuck Doer has not returned.
-	r.Schedule(runnerKey("b"), "spec", tcpTarget("b"), time.Now())
+	r.Schedule(runnerKey("b"), "spec", tcpTarget("b"), time.Now(), 0)
 	waitStarted(t, d, "b")
 	waitNotified(t, notified, runnerKey("b"))
 }
@@ -568,10 +599,10 @@ func TestRunnerEditsOfOneBreakerNeverTakeEverySlot(t *testing.T) {
 	k := runnerKey("edited")
 	for i := range 50 {
 		addr := fmt.Sprintf("stuck-%d", i)
-		r.Schedule(k, addr, tcpTarget(addr), time.Now())
+		r.Schedule(k, addr, tcpTarget(addr), time.Now(), 0)
 		waitStarted(t, d, addr)
 	}
-	r.Schedule(runnerKey("other"), "spec", tcpTarget("other"), time.Now())
+	r.Schedule(runnerKey("other"), "spec", tcpTarget("other"), time.Now(), 0)
 	waitStarted(t, d, "other")
 	waitNotified(t, notified, runnerKey("other"))
 }
@@ -581,9 +612,9 @@ func TestRunnerCancelsTheProbeInFlightOfAReplacedSpec(t *testing.T) {
 	d := newFakeDoer()
 	r, _ := startRunner(t, d, 4)
 	k := runnerKey("a")
-	r.Schedule(k, "old", tcpTarget("block-old"), time.Now())
+	r.Schedule(k, "old", tcpTarget("block-old"), time.Now(), 0)
 	waitStarted(t, d, "block-old")
-	r.Schedule(k, "new", tcpTarget("new"), time.Now().Add(time.Hour))
+	r.Schedule(k, "new", tcpTarget("new"), time.Now().Add(time.Hour), 0)
 	g.Eventually(func() int {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -599,12 +630,12 @@ func TestRunnerNamespaceAtItsBoundDoesNotStarveAnother(t *testing.T) {
 
 	for i := range 10 {
 		name := fmt.Sprintf("block-%d", i)
-		r.Schedule(nsKey("greedy", name), "spec", tcpTarget(name), time.Now())
+		r.Schedule(nsKey("greedy", name), "spec", tcpTarget(name), time.Now(), 0)
 	}
 	g.Eventually(d.callCount).WithTimeout(waitLimit).Should(Equal(3))
 	for i := range 5 {
 		name := fmt.Sprintf("healthy-%d", i)
-		r.Schedule(nsKey("healthy", name), "spec", tcpTarget(name), time.Now())
+		r.Schedule(nsKey("healthy", name), "spec", tcpTarget(name), time.Now(), 0)
 	}
 	for range 5 {
 		select {
@@ -623,7 +654,7 @@ func TestRunnerNamespaceEntriesGoWhenUnused(t *testing.T) {
 	r, notified := startRunnerWith(t, d, Limits{InFlight: 8, PerNamespace: 2})
 	for i := range 20 {
 		k := nsKey(fmt.Sprintf("ns-%d", i), "a")
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
 		waitNotified(t, notified, k)
 	}
 	g.Eventually(func() int {
@@ -639,10 +670,10 @@ func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
 		k := runnerKey("a")
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
 		waitNotified(t, notified, k)
 		r.DiscardBefore(k, time.Now())
-		_, ok := r.Pending(k, "spec")
+		_, ok := lastPending(r, k, "spec")
 		g.Expect(ok).To(BeFalse())
 	})
 	t.Run("a probe in flight", func(t *testing.T) {
@@ -650,14 +681,14 @@ func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
 		k := runnerKey("a")
-		r.Schedule(k, "spec", tcpTarget("block-a"), time.Now())
+		r.Schedule(k, "spec", tcpTarget("block-a"), time.Now(), 0)
 		waitStarted(t, d, "block-a")
 		r.DiscardBefore(k, time.Now())
 		expectNoNotification(t, notified)
-		_, ok := r.Pending(k, "spec")
+		_, ok := lastPending(r, k, "spec")
 		g.Expect(ok).To(BeFalse())
 		// The breaker can be probed again at once.
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
 		waitStarted(t, d, "a")
 		waitNotified(t, notified, k)
 	})
@@ -667,10 +698,10 @@ func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T)
 		r, notified := startRunner(t, d, 4)
 		k := runnerKey("a")
 		before := time.Now()
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now())
+		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
 		waitNotified(t, notified, k)
 		r.DiscardBefore(k, before)
-		_, ok := r.Pending(k, "spec")
+		_, ok := lastPending(r, k, "spec")
 		g.Expect(ok).To(BeTrue())
 	})
 }
@@ -683,7 +714,7 @@ func TestRunnerIsUnhealthyWhileAProbeRunsFarPastItsDeadline(t *testing.T) {
 	k := runnerKey("a")
 	tg := tcpTarget("stuck-a")
 	tg.Timeout = 50 * time.Millisecond
-	r.Schedule(k, "spec", tg, time.Now())
+	r.Schedule(k, "spec", tg, time.Now(), 0)
 	waitStarted(t, d, "stuck-a")
 	g.Expect(r.Healthy(time.Now())).To(Succeed())
 	g.Expect(r.Healthy(time.Now().Add(time.Second))).To(MatchError(ContainSubstring("1 probes are still running")))
@@ -722,11 +753,11 @@ func TestRunnerRetainsEachBreakersTargetOnceAndReleasesItWhenItGoes(t *testing.T
 	d := &sharingDoer{fakeDoer: newFakeDoer(), retained: map[string]int{}}
 	r := NewRunner(d, Limits{InFlight: 4})
 	later := time.Now().Add(time.Hour)
-	r.Schedule(runnerKey("a"), "s1", tcpTarget("x"), later)
-	r.Schedule(runnerKey("a"), "s1", tcpTarget("x"), later)
-	r.Schedule(runnerKey("b"), "s1", tcpTarget("x"), later)
+	r.Schedule(runnerKey("a"), "s1", tcpTarget("x"), later, 0)
+	r.Schedule(runnerKey("a"), "s1", tcpTarget("x"), later, 0)
+	r.Schedule(runnerKey("b"), "s1", tcpTarget("x"), later, 0)
 	g.Expect(d.count()).To(Equal(map[string]int{"x": 2}))
-	r.Schedule(runnerKey("a"), "s2", tcpTarget("y"), later)
+	r.Schedule(runnerKey("a"), "s2", tcpTarget("y"), later, 0)
 	g.Expect(d.count()).To(Equal(map[string]int{"x": 1, "y": 1}))
 	r.Forget(runnerKey("a"))
 	r.Forget(runnerKey("b"))
