@@ -99,10 +99,10 @@ func (m *machine) apply(op int, arg byte) {
 	switch op {
 	case opSuccess:
 		name = "Observe(success)"
-		m.s, m.tr = Observe(m.s, m.p, true, m.now)
+		m.s, m.tr = Observe(m.s, m.p, Outcome{Success: true}, m.now)
 	case opFailure:
 		name = "Observe(failure)"
-		m.s, m.tr = Observe(m.s, m.p, false, m.now)
+		m.s, m.tr = Observe(m.s, m.p, Outcome{}, m.now)
 	case opSleep:
 		d := time.Duration(arg) * 250 * time.Millisecond
 		name = fmt.Sprintf("sleep %v", d)

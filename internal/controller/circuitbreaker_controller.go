@@ -230,7 +230,7 @@ func (r *CircuitBreakerReconciler) reconcile(ctx context.Context, cb *circuitv1a
 			out.probed = &res
 		default:
 			out.probed = &res
-			record(breaker.Observe(s, cfg.policy, res.Success, now))
+			record(breaker.Observe(s, cfg.policy, breaker.Outcome{Success: res.Success, Latency: res.Latency}, now))
 		}
 	}
 	before := cb.Status.DeepCopy()
