@@ -11,6 +11,7 @@
 package breaker
 
 import (
+	"math"
 	"strings"
 	"time"
 )
@@ -353,6 +354,10 @@ func RetryTime(p Policy, openedAt time.Time, reopens int32) time.Time {
 	}
 	h := mix(p.Seed ^ uint64(openedAt.UnixMicro()))
 	offset := time.Duration(h%uint64(2*span+1)) - span
+	if offset > 0 && period > math.MaxInt64-offset {
+		// Only a period of centuries gets here; admission caps it at a day.
+		offset = 0
+	}
 	return openedAt.Add(period + offset)
 }
 

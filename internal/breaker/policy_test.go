@@ -858,3 +858,13 @@ func TestNormalizationOfNewFields(t *testing.T) {
 		})
 	}
 }
+
+func TestRetryTimeOfAHugePeriodDoesNotOverflow(t *testing.T) {
+	g := NewWithT(t)
+	p := backoffPolicy(math.MaxInt64, 10, math.MaxInt64, 50)
+	for seed := uint64(0); seed < 50; seed++ {
+		p.Seed = seed
+		at := RetryTime(p, now, 3)
+		g.Expect(at.After(now)).To(BeTrue(), "seed %d: %v", seed, at)
+	}
+}
