@@ -93,7 +93,7 @@ func TestObserve(t *testing.T) {
 			policy: policy(3, 1, 30*time.Second),
 			in:     Status{State: HalfOpen, ConsecutiveFailures: math.MaxInt32, LastTransitionTime: earlier},
 			want: Status{
-				State: Open, ConsecutiveFailures: math.MaxInt32, LastTransitionTime: now,
+				State: Open, Reopens: 1, ConsecutiveFailures: math.MaxInt32, LastTransitionTime: now,
 				OpenedAt: now, NextRetryTime: now.Add(30 * time.Second),
 			},
 			wantT: &Transition{From: HalfOpen, To: Open, Reason: ReasonTrialFailed},
@@ -206,7 +206,7 @@ func TestObserve(t *testing.T) {
 			policy: policy(3, 3, 45*time.Second),
 			in:     Status{State: HalfOpen, ConsecutiveFailures: 3, ConsecutiveSuccesses: 2, LastTransitionTime: earlier},
 			want: Status{
-				State: Open, ConsecutiveFailures: 4, LastTransitionTime: now,
+				State: Open, Reopens: 1, ConsecutiveFailures: 4, LastTransitionTime: now,
 				OpenedAt: now, NextRetryTime: now.Add(45 * time.Second),
 			},
 			wantT: &Transition{From: HalfOpen, To: Open, Reason: ReasonTrialFailed},
@@ -216,7 +216,7 @@ func TestObserve(t *testing.T) {
 			policy: policy(1000, 1, 45*time.Second),
 			in:     Status{State: HalfOpen, LastTransitionTime: earlier},
 			want: Status{
-				State: Open, ConsecutiveFailures: 1, LastTransitionTime: now,
+				State: Open, Reopens: 1, ConsecutiveFailures: 1, LastTransitionTime: now,
 				OpenedAt: now, NextRetryTime: now.Add(45 * time.Second),
 			},
 			wantT: &Transition{From: HalfOpen, To: Open, Reason: ReasonTrialFailed},
@@ -225,7 +225,7 @@ func TestObserve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			got, tr := Observe(tt.in, tt.policy, tt.success, now)
+			got, tr := Observe(tt.in, tt.policy, Outcome{Success: tt.success}, now)
 			g.Expect(got).To(Equal(tt.want))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
@@ -508,13 +508,13 @@ func TestNormalization(t *testing.T) {
 	}{
 		{
 			name: "empty status observed as a success starts closed at now",
-			step: func(s Status) (Status, *Transition) { return Observe(s, p, true, now) },
+			step: func(s Status) (Status, *Transition) { return Observe(s, p, Outcome{Success: true}, now) },
 			in:   Status{},
 			want: Status{State: Closed, LastTransitionTime: now},
 		},
 		{
 			name: "invalid state drops its counters and restarts closed",
-			step: func(s Status) (Status, *Transition) { return Observe(s, p, false, now) },
+			step: func(s Status) (Status, *Transition) { return Observe(s, p, Outcome{}, now) },
 			in: Status{
 				State: "Broken", ConsecutiveFailures: 2, LastTransitionTime: earlier,
 				OpenedAt: earlier, NextRetryTime: earlier.Add(time.Minute),
@@ -529,7 +529,7 @@ func TestNormalization(t *testing.T) {
 		},
 		{
 			name: "negative counters are clamped to zero before counting",
-			step: func(s Status) (Status, *Transition) { return Observe(s, p, false, now) },
+			step: func(s Status) (Status, *Transition) { return Observe(s, p, Outcome{}, now) },
 			in:   Status{State: Closed, ConsecutiveFailures: -5, ConsecutiveSuccesses: -2, LastTransitionTime: earlier},
 			want: Status{State: Closed, ConsecutiveFailures: 1, LastTransitionTime: earlier},
 		},
@@ -547,7 +547,9 @@ func TestNormalization(t *testing.T) {
 		},
 		{
 			name: "half-open loses a stray openedAt and nextRetryTime",
-			step: func(s Status) (Status, *Transition) { return Observe(s, policy(3, 2, time.Minute), true, now) },
+			step: func(s Status) (Status, *Transition) {
+				return Observe(s, policy(3, 2, time.Minute), Outcome{Success: true}, now)
+			},
 			in:   Status{State: HalfOpen, LastTransitionTime: earlier, OpenedAt: earlier, NextRetryTime: now},
 			want: Status{State: HalfOpen, ConsecutiveSuccesses: 1, LastTransitionTime: earlier},
 		},
@@ -577,14 +579,14 @@ func TestFullCycleReportsEachDeadline(t *testing.T) {
 
 	lastStart := clock
 	clock = clock.Add(interval)
-	s, tr := Observe(s, p, false, clock)
+	s, tr := Observe(s, p, Outcome{}, clock)
 	g.Expect(tr).To(BeNil())
 	at, _ = NextProbe(s, lastStart, interval, clock)
 	g.Expect(at).To(Equal(clock), "the next probe is one interval after the last start")
 
 	lastStart = clock
 	clock = clock.Add(time.Second)
-	s, tr = Observe(s, p, false, clock)
+	s, tr = Observe(s, p, Outcome{}, clock)
 	g.Expect(tr).To(Equal(&Transition{From: Closed, To: Open, Reason: ReasonThresholdReached}))
 	_, ok = NextProbe(s, lastStart, interval, clock)
 	g.Expect(ok).To(BeFalse(), "an open circuit is not probed")
@@ -605,14 +607,14 @@ func TestFullCycleReportsEachDeadline(t *testing.T) {
 
 	lastStart = clock
 	clock = clock.Add(time.Second)
-	s, tr = Observe(s, p, true, clock)
+	s, tr = Observe(s, p, Outcome{Success: true}, clock)
 	g.Expect(tr).To(BeNil())
 	at, _ = NextProbe(s, lastStart, interval, clock)
 	g.Expect(at).To(Equal(lastStart.Add(interval)))
 
 	lastStart = lastStart.Add(interval)
 	clock = lastStart.Add(time.Second)
-	s, tr = Observe(s, p, true, clock)
+	s, tr = Observe(s, p, Outcome{Success: true}, clock)
 	g.Expect(tr).To(Equal(&Transition{From: HalfOpen, To: Closed, Reason: ReasonTrialsSucceeded}))
 	g.Expect(s).To(Equal(Status{State: Closed, LastTransitionTime: clock}))
 	at, _ = NextProbe(s, lastStart, interval, clock)

@@ -2,12 +2,16 @@ package breaker
 
 import (
 	"fmt"
+	"math/big"
+	"strings"
 	"testing"
 	"time"
 )
 
 // The operations FuzzMachine decodes from its input, one byte each, some
-// followed by an argument byte.
+// followed by argument bytes. A byte below 128 is one of the first numOldOps
+// operations (byte % numOldOps), so that the seeds committed before the newer
+// operations keep their meaning; a byte from 128 up is one of the newer ones.
 const (
 	opSuccess          = iota // Observe a success
 	opFailure                 // Observe a failure
@@ -18,6 +22,18 @@ const (
 	opSuccessThreshold        // SuccessThreshold = 1 + arg%4, or 100 when arg is 255
 	opTimeout                 // Timeout = 1s + arg*500ms (1s to 128.5s), or 24h when arg is 255
 	opSleepToRetry            // move the clock to nextRetryTime, or just before it when arg is odd
+	numOldOps
+)
+
+const (
+	opSlowSuccess = numOldOps + iota // Observe a success that took arg*50ms
+	opRate                           // FailureRate: nil when arg0 is 0, else window 2+arg0%99, minimumProbes arg1%(window+1), percent 1+arg2%100
+	opSlowProbe                      // SlowProbe = arg*50ms (0 is off)
+	opBackoff                        // Backoff: nil when arg0 is 0, else multiplier 1+arg0%10, maxTimeout timeout+arg1*10s (at most 24h), jitter arg2%51
+	opSeed                           // Seed derived from arg
+	opMode                           // Mode = Auto, ForcedOpen, ForcedClosed or "" by arg%4, then ApplyMode
+	opApplyMode                      // ApplyMode again: nothing may change
+	opTrip                           // Trip until now + (arg-32)*2s: ignored when not after now
 	numOps
 )
 
@@ -33,6 +49,11 @@ type machine struct {
 	step   int
 	trace  []string
 	timeIn time.Time
+	// latency, until and tripped are the arguments and result of the last
+	// slow success and trip.
+	latency time.Duration
+	until   time.Time
+	tripped bool
 }
 
 // FuzzMachine drives the state machine through arbitrary sequences of results,
@@ -61,6 +82,20 @@ func FuzzMachine(f *testing.F) {
 	})
 	// Results that arrive while open are ignored.
 	f.Add([]byte{opThreshold, 0, opFailure, opSuccess, opSuccess, opFailure, opSleep, 3, opSuccess, opAdvance})
+	// Open by rate, fail trials under backoff with jitter, close.
+	f.Add(newOps(
+		opThreshold, 255, opRate, 9, 4, 49, opBackoff, 1, 30, 25, opSeed, 7,
+		opFailure, opSuccess, opFailure, opSuccess, opFailure, opSuccess, opFailure, opSuccess, opFailure, opSuccess, opFailure,
+		opSleepToRetry, 0, opAdvance, opFailure, opAdvance, opSleepToRetry, 0, opAdvance, opFailure,
+		opSleepToRetry, 0, opAdvance, opSuccess, opSuccess, opSuccess,
+	))
+	// Slow successes open; every mode from every state; trips.
+	f.Add(newOps(
+		opSlowProbe, 4, opSlowSuccess, 1, opSlowSuccess, 5, opSlowSuccess, 9, opSlowSuccess, 20, opSlowSuccess, 90,
+		opMode, 1, opAdvance, opSuccess, opReset, opTrip, 200, opApplyMode, opMode, 0, opFailure, opMode, 2,
+		opFailure, opFailure, opFailure, opFailure, opFailure, opFailure, opSuccess, opFailure, opTrip, 99, opMode, 3,
+		opTrip, 10, opTrip, 90, opSleepToRetry, 1, opAdvance, opSleepToRetry, 0, opAdvance, opMode, 1, opMode, 2,
+	))
 
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		m := &machine{
@@ -72,37 +107,69 @@ func FuzzMachine(f *testing.F) {
 		m.timeIn = m.now
 		m.check("Start", -1)
 		for i := 0; i < len(ops); i++ {
-			op := int(ops[i]) % numOps
-			arg := byte(0)
-			if takesArg(op) {
+			op := decodeOp(ops[i])
+			var args [3]byte
+			for j := range numArgs(op) {
 				if i+1 < len(ops) {
 					i++
-					arg = ops[i]
+					args[j] = ops[i]
 				}
 			}
-			m.apply(op, arg)
+			m.apply(op, args)
 		}
 	})
 }
 
-func takesArg(op int) bool {
-	switch op {
-	case opSleep, opThreshold, opSuccessThreshold, opTimeout, opSleepToRetry:
-		return true
+func decodeOp(b byte) int {
+	if b < 128 {
+		return int(b) % numOldOps
 	}
-	return false
+	return numOldOps + int(b-128)%(numOps-numOldOps)
 }
 
-func (m *machine) apply(op int, arg byte) {
+// newOps encodes operations for f.Add, each followed by its argument bytes,
+// which are kept as they are; the newer operations are written from 128 up.
+func newOps(ops ...int) []byte {
+	b := make([]byte, 0, len(ops))
+	for i := 0; i < len(ops); i++ {
+		op := ops[i]
+		if op >= numOldOps {
+			b = append(b, byte(128+op-numOldOps))
+		} else {
+			b = append(b, byte(op))
+		}
+		for range numArgs(op) {
+			if i+1 < len(ops) {
+				i++
+				b = append(b, byte(ops[i]))
+			}
+		}
+	}
+	return b
+}
+
+func numArgs(op int) int {
+	switch op {
+	case opSleep, opThreshold, opSuccessThreshold, opTimeout, opSleepToRetry,
+		opSlowSuccess, opSlowProbe, opSeed, opMode, opTrip:
+		return 1
+	case opRate, opBackoff:
+		return 3
+	}
+	return 0
+}
+
+func (m *machine) apply(op int, args [3]byte) {
 	m.prev, m.tr = m.s, nil
+	arg := args[0]
 	var name string
 	switch op {
 	case opSuccess:
 		name = "Observe(success)"
-		m.s, m.tr = Observe(m.s, m.p, true, m.now)
+		m.s, m.tr = Observe(m.s, m.p, Outcome{Success: true}, m.now)
 	case opFailure:
 		name = "Observe(failure)"
-		m.s, m.tr = Observe(m.s, m.p, false, m.now)
+		m.s, m.tr = Observe(m.s, m.p, Outcome{}, m.now)
 	case opSleep:
 		d := time.Duration(arg) * 250 * time.Millisecond
 		name = fmt.Sprintf("sleep %v", d)
@@ -140,6 +207,48 @@ func (m *machine) apply(op int, arg byte) {
 				name += " - 1ns"
 			}
 		}
+	case opSlowSuccess:
+		m.latency = time.Duration(arg) * 50 * time.Millisecond
+		name = fmt.Sprintf("Observe(success in %v)", m.latency)
+		m.s, m.tr = Observe(m.s, m.p, Outcome{Success: true, Latency: m.latency}, m.now)
+	case opRate:
+		m.p.FailureRate = nil
+		if arg != 0 {
+			w := 2 + int32(arg%99)
+			m.p.FailureRate = &RatePolicy{Window: w, MinimumProbes: int32(args[1]) % (w + 1), Percent: 1 + int32(args[2]%100)}
+			name = fmt.Sprintf("failureRate=%+v", *m.p.FailureRate)
+		} else {
+			name = "failureRate=nil"
+		}
+	case opSlowProbe:
+		m.p.SlowProbe = time.Duration(arg) * 50 * time.Millisecond
+		name = fmt.Sprintf("slowProbe=%v", m.p.SlowProbe)
+	case opBackoff:
+		m.p.Backoff = nil
+		if arg != 0 {
+			m.p.Backoff = &Backoff{
+				Multiplier:    1 + int32(arg%10),
+				MaxTimeout:    min(m.p.Timeout+time.Duration(args[1])*10*time.Second, 24*time.Hour),
+				JitterPercent: int32(args[2] % 51),
+			}
+			name = fmt.Sprintf("backoff=%+v", *m.p.Backoff)
+		} else {
+			name = "backoff=nil"
+		}
+	case opSeed:
+		m.p.Seed = uint64(arg) * 0x9e3779b97f4a7c15
+		name = fmt.Sprintf("seed=%#x", m.p.Seed)
+	case opMode:
+		m.p.Mode = [...]Mode{ModeAuto, ModeForcedOpen, ModeForcedClosed, ""}[arg%4]
+		name = fmt.Sprintf("mode=%q, ApplyMode", m.p.Mode)
+		m.s, m.tr = ApplyMode(m.s, m.p, m.now)
+	case opApplyMode:
+		name = "ApplyMode"
+		m.s, m.tr = ApplyMode(m.s, m.p, m.now)
+	case opTrip:
+		m.until = m.now.Add(time.Duration(int(arg)-32) * 2 * time.Second)
+		name = fmt.Sprintf("Trip until now%+v", m.until.Sub(m.now))
+		m.s, m.tr, m.tripped = Trip(m.s, m.p, m.until, m.now)
 	}
 	m.check(name, op)
 }
@@ -157,6 +266,8 @@ func (m *machine) check(name string, op int) {
 	m.step++
 	m.trace = append(m.trace, name)
 	s, prev := m.s, m.prev
+	forcedOpen := s.Forced == ModeForcedOpen
+	tripped := !s.TrippedUntil.IsZero()
 
 	// Always.
 	if !s.State.Valid() {
@@ -174,9 +285,10 @@ func (m *machine) check(name string, op int) {
 	if s.LastTransitionTime.IsZero() || s.LastTransitionTime.After(m.now) || s.LastTransitionTime.Before(m.timeIn) {
 		m.fail("lastTransitionTime %v outside [%v, now]", s.LastTransitionTime, m.timeIn)
 	}
+	m.checkNewFields()
 	if s.State == Open {
-		if s.OpenedAt.IsZero() || s.NextRetryTime.IsZero() {
-			m.fail("open without openedAt or nextRetryTime")
+		if s.OpenedAt.IsZero() || s.NextRetryTime.IsZero() != forcedOpen {
+			m.fail("open without openedAt, or with nextRetryTime set %v while forced open %v", !s.NextRetryTime.IsZero(), forcedOpen)
 		}
 		if s.OpenedAt.After(m.now) {
 			m.fail("openedAt in the future")
@@ -184,10 +296,14 @@ func (m *machine) check(name string, op int) {
 		if s.ConsecutiveSuccesses != 0 {
 			m.fail("open with successes counted")
 		}
-		if s.ConsecutiveFailures == 0 {
+		if s.ConsecutiveFailures == 0 && !forcedOpen && !tripped {
 			m.fail("open without a failure counted")
 		}
-		if want := max(s.NextRetryTime.Sub(m.now), time.Nanosecond); WakeAfter(s, m.now) != want {
+		want := max(s.NextRetryTime.Sub(m.now), time.Nanosecond)
+		if forcedOpen {
+			want = 0
+		}
+		if WakeAfter(s, m.now) != want {
 			m.fail("WakeAfter = %v, want %v", WakeAfter(s, m.now), want)
 		}
 		if _, ok := NextProbe(s, m.now.Add(-time.Second), time.Second, m.now); ok {
@@ -215,58 +331,64 @@ func (m *machine) check(name string, op int) {
 		if m.tr.From != prev.State || m.tr.To != s.State {
 			m.fail("transition %s -> %s does not match the states", m.tr.From, m.tr.To)
 		}
-		if want := reasonFor(op, m.tr.From, m.tr.To); m.tr.Reason != want {
+		if want := m.reasonFor(op, m.tr.From, m.tr.To); m.tr.Reason != want {
 			m.fail("reason %q, want %q", m.tr.Reason, want)
 		}
 		if !s.LastTransitionTime.Equal(m.now) {
 			m.fail("transition without lastTransitionTime = now")
 		}
-		if s.State == Open && (!s.OpenedAt.Equal(m.now) || !s.NextRetryTime.Equal(m.now.Add(m.p.Timeout))) {
-			m.fail("opened without openedAt = now and nextRetryTime = now + timeout")
+		if s.State == Open {
+			if !s.OpenedAt.Equal(m.now) {
+				m.fail("opened without openedAt = now")
+			}
+			switch {
+			case forcedOpen:
+			case tripped:
+				if !s.NextRetryTime.Equal(m.until) {
+					m.fail("tripped without nextRetryTime = the trip time")
+				}
+			default:
+				m.checkRetryTime()
+			}
 		}
 	} else if !s.LastTransitionTime.Equal(prev.LastTransitionTime) {
 		m.fail("lastTransitionTime moved without a transition")
 	}
+	switch {
+	case m.tr != nil && m.tr.Reason == ReasonTrialFailed:
+		if s.Reopens != inc(prev.Reopens) {
+			m.fail("a failed trial did not count one reopen")
+		}
+	case s.State == Closed || op == opReset:
+		if s.Reopens != 0 {
+			m.fail("closed or reset with reopens %d", s.Reopens)
+		}
+	case s.Reopens != prev.Reopens:
+		m.fail("reopens went %d -> %d without a failed trial", prev.Reopens, s.Reopens)
+	}
 
 	switch op {
-	case opSuccess, opFailure:
-		switch {
-		case prev.State == Open:
-			if s != prev {
-				m.fail("a result changed an open circuit")
-			}
-		case s.State == Closed && m.tr == nil:
-			if s.ConsecutiveFailures >= max(m.p.Threshold, 1) {
-				m.fail("closed at or over the threshold after a result that did not open it")
-			}
-			if op == opFailure && s.ConsecutiveFailures != prev.ConsecutiveFailures+1 {
-				m.fail("a failure was not counted once")
-			}
-			if op == opSuccess && s.ConsecutiveFailures != 0 {
-				m.fail("a success did not clear the failures")
-			}
-		case s.State == HalfOpen:
-			if op != opSuccess || s.ConsecutiveFailures != 0 || s.ConsecutiveSuccesses != prev.ConsecutiveSuccesses+1 {
-				m.fail("half-open after a result that was not a counted success")
-			}
-			if s.ConsecutiveSuccesses >= max(m.p.SuccessThreshold, 1) {
-				m.fail("half-open at or over the success threshold")
-			}
-		case prev.State == HalfOpen:
-			if (op == opSuccess) != (s.State == Closed) {
-				m.fail("half-open %s led to %s", opName(op), s.State)
-			}
-		}
+	case opSuccess, opFailure, opSlowSuccess:
+		m.checkObserve(op)
 	case opAdvance:
 		if s.State == Open {
-			if !s.NextRetryTime.Equal(s.OpenedAt.Add(m.p.Timeout)) {
-				m.fail("nextRetryTime %v is not openedAt + timeout after Advance", s.NextRetryTime)
+			switch {
+			case forcedOpen:
+			case tripped:
+				if !s.NextRetryTime.Equal(s.TrippedUntil) {
+					m.fail("tripped nextRetryTime %v is not the trip time after Advance", s.NextRetryTime)
+				}
+			default:
+				m.checkRetryTime()
 			}
-			if !m.now.Before(s.NextRetryTime) {
+			if !forcedOpen && !m.now.Before(s.NextRetryTime) {
 				m.fail("still open at or after nextRetryTime")
 			}
 			if !s.OpenedAt.Equal(prev.OpenedAt) {
 				m.fail("Advance moved openedAt")
+			}
+			if again, _ := Advance(s, m.p, m.now); again != s {
+				m.fail("Advance again changed the status: %+v", again)
 			}
 		}
 		if prev.State != Open && s != prev {
@@ -276,14 +398,226 @@ func (m *machine) check(name string, op int) {
 			m.fail("half-open entered with successes counted")
 		}
 	case opReset:
-		if s.State != Closed || s.ConsecutiveFailures != 0 || s.ConsecutiveSuccesses != 0 {
-			m.fail("Reset did not leave a closed circuit with zero counters")
+		want := Closed
+		if m.p.Mode == ModeForcedOpen {
+			want = Open
+		}
+		if s.State != want || s.ConsecutiveFailures != 0 || s.ConsecutiveSuccesses != 0 || s.Window != "" || s.WouldBeOpen || tripped {
+			m.fail("Reset did not leave a %s circuit with zero counters, no window and no trip", want)
+		}
+	case opMode, opApplyMode:
+		if op == opApplyMode && s != prev {
+			m.fail("ApplyMode again changed the status")
+		}
+	case opTrip:
+		ignored := !m.until.After(m.now) || m.p.Mode == ModeForcedOpen || m.p.Mode == ModeForcedClosed
+		if m.tripped == ignored {
+			m.fail("Trip ok %v, want %v", m.tripped, !ignored)
+		}
+		if ignored && s != prev {
+			m.fail("an ignored trip changed the status")
+		}
+		if !ignored && (s.State != Open || !s.TrippedUntil.Equal(m.until) || !s.NextRetryTime.Equal(m.until)) {
+			m.fail("a trip did not open the circuit until its time")
+		}
+		if !ignored && prev.State == Open && !s.OpenedAt.Equal(prev.OpenedAt) {
+			m.fail("a trip of an open circuit moved openedAt")
 		}
 	default:
 		if s != prev {
 			m.fail("%s changed the status", opName(op))
 		}
 	}
+}
+
+// checkNewFields asserts what always holds of the window, the backoff, the
+// modes and the trips.
+func (m *machine) checkNewFields() {
+	m.t.Helper()
+	s := m.s
+	if len(s.Window) > maxWindow || strings.Trim(s.Window, "SF") != "" {
+		m.fail("window %q is too long or holds other bytes than S and F", s.Window)
+	}
+	if s.Window != "" && s.State != Closed {
+		m.fail("%s with a window", s.State)
+	}
+	if s.Reopens < 0 || (s.State == Closed && s.Reopens != 0) {
+		m.fail("reopens %d while %s", s.Reopens, s.State)
+	}
+	switch m.p.Mode {
+	case ModeForcedOpen:
+		if s.State != Open || s.Forced != ModeForcedOpen || !s.NextRetryTime.IsZero() {
+			m.fail("forced open but %s, forced %q, nextRetryTime %v", s.State, s.Forced, s.NextRetryTime)
+		}
+		if _, ok := NextProbe(s, time.Time{}, time.Second, m.now); ok {
+			m.fail("a forced-open circuit asks for a probe")
+		}
+	case ModeForcedClosed:
+		if s.State != Closed || s.Forced != ModeForcedClosed {
+			m.fail("forced closed but %s, forced %q", s.State, s.Forced)
+		}
+	default:
+		if s.Forced != "" {
+			m.fail("forced %q under Auto", s.Forced)
+		}
+	}
+	if s.WouldBeOpen && (s.State != Closed || m.p.Mode != ModeForcedClosed) {
+		m.fail("would be open while %s in mode %q", s.State, m.p.Mode)
+	}
+	if !s.TrippedUntil.IsZero() && (s.State != Open || !s.NextRetryTime.Equal(s.TrippedUntil)) {
+		m.fail("tripped until %v while %s with nextRetryTime %v", s.TrippedUntil, s.State, s.NextRetryTime)
+	}
+	if d := FirstProbeDelay(m.p.Seed, 10*time.Second); d < 0 || d >= 10*time.Second {
+		m.fail("FirstProbeDelay %v outside [0, 10s)", d)
+	}
+}
+
+// checkObserve asserts what a probe result did.
+func (m *machine) checkObserve(op int) {
+	m.t.Helper()
+	s, prev := m.s, m.prev
+	success := op == opSuccess || (op == opSlowSuccess && !Slow(m.p, Outcome{Success: true, Latency: m.latency}))
+	if op == opSlowSuccess && Slow(m.p, Outcome{Success: true, Latency: m.latency}) != (m.p.SlowProbe > 0 && m.latency > m.p.SlowProbe) {
+		m.fail("Slow misjudged %v against %v", m.latency, m.p.SlowProbe)
+	}
+	forcedClosed := m.p.Mode == ModeForcedClosed
+	reason, wouldOpen := WouldOpen(prev, s, m.p)
+	if wouldOpen && (success || !forcedClosed) {
+		m.fail("a would-be opening by a success or outside ForcedClosed")
+	}
+	if m.tr != nil && m.tr.To == Open && success {
+		m.fail("a success opened the circuit")
+	}
+	switch {
+	case prev.State == Open:
+		if s != prev {
+			m.fail("a result changed an open circuit")
+		}
+	case s.State == Closed && m.tr == nil:
+		window := m.recorded(prev.Window, success)
+		if prev.WouldBeOpen || wouldOpen {
+			window = ""
+		}
+		if s.Window != window {
+			m.fail("window %q, want %q", s.Window, window)
+		}
+		if !success && !forcedClosed && s.ConsecutiveFailures >= max(m.p.Threshold, 1) {
+			m.fail("closed at or over the threshold after a result that did not open it")
+		}
+		if !success && !forcedClosed && rateMet(s.Window, m.p.FailureRate) {
+			m.fail("closed with the failure rate met after a failure that did not open it")
+		}
+		if wouldOpen {
+			want := ReasonFailureRateReached
+			if s.ConsecutiveFailures >= max(m.p.Threshold, 1) {
+				want = ReasonThresholdReached
+			} else if !rateMet(m.recorded(prev.Window, false), m.p.FailureRate) {
+				m.fail("would open by rate without the rate met")
+			}
+			if reason != want {
+				m.fail("would open by %q, want %q", reason, want)
+			}
+		}
+		if forcedClosed && !success && !prev.WouldBeOpen && !wouldOpen &&
+			(s.ConsecutiveFailures >= max(m.p.Threshold, 1) || rateMet(s.Window, m.p.FailureRate)) {
+			m.fail("the policy would open but no would-be opening was reported")
+		}
+		if !success && s.ConsecutiveFailures != inc(prev.ConsecutiveFailures) {
+			m.fail("a failure was not counted once")
+		}
+		if success && (s.ConsecutiveFailures != 0 || s.WouldBeOpen) {
+			m.fail("a success did not clear the failures and the would-be opening")
+		}
+		if success && prev.State == Closed && prev.ConsecutiveFailures == 0 && !prev.WouldBeOpen &&
+			prev.Window == m.recorded(prev.Window, true) && s != prev {
+			m.fail("another success changed a closed circuit whose window is full of successes")
+		}
+	case s.State == HalfOpen:
+		if !success || s.ConsecutiveFailures != 0 || s.ConsecutiveSuccesses != prev.ConsecutiveSuccesses+1 {
+			m.fail("half-open after a result that was not a counted success")
+		}
+		if s.ConsecutiveSuccesses >= max(m.p.SuccessThreshold, 1) {
+			m.fail("half-open at or over the success threshold")
+		}
+	case prev.State == HalfOpen:
+		if success != (s.State == Closed) {
+			m.fail("half-open %s led to %s", opName(op), s.State)
+		}
+	}
+}
+
+// recorded is the window after one more probe, by the rules of the policy in
+// force: the last Window bytes, none without a failure rate.
+func (m *machine) recorded(w string, success bool) string {
+	rp := m.p.FailureRate
+	if rp == nil {
+		return ""
+	}
+	if success {
+		w += "S"
+	} else {
+		w += "F"
+	}
+	size := int(min(rp.Window, maxWindow))
+	if len(w) > size {
+		w = w[len(w)-size:]
+	}
+	return w
+}
+
+// rateMet is the failure-rate rule, written again for the fuzz test.
+func rateMet(w string, rp *RatePolicy) bool {
+	if rp == nil {
+		return false
+	}
+	minimum := int(rp.MinimumProbes)
+	if minimum == 0 {
+		minimum = int(rp.Window)
+	}
+	failed := strings.Count(w, "F")
+	return len(w) >= minimum && failed*100 >= int(rp.Percent)*len(w)
+}
+
+// checkRetryTime asserts that an Open circuit's nextRetryTime is openedAt plus
+// the capped period for its reopens, within the jitter either way (exactly
+// openedAt + timeout without backoff), and the same as RetryTime says.
+func (m *machine) checkRetryTime() {
+	m.t.Helper()
+	s := m.s
+	period := wantPeriod(m.p, s.Reopens)
+	var span time.Duration
+	if m.p.Backoff != nil {
+		span = time.Duration(new(big.Int).Div(
+			new(big.Int).Mul(big.NewInt(int64(period)), big.NewInt(int64(m.p.Backoff.JitterPercent))),
+			big.NewInt(100)).Int64())
+	}
+	lo, hi := s.OpenedAt.Add(period-span), s.OpenedAt.Add(period+span)
+	if s.NextRetryTime.Before(lo) || s.NextRetryTime.After(hi) {
+		m.fail("nextRetryTime %v outside [%v, %v] (period %v, jitter %v, reopens %d)", s.NextRetryTime, lo, hi, period, span, s.Reopens)
+	}
+	if !s.NextRetryTime.Equal(RetryTime(m.p, s.OpenedAt, s.Reopens)) {
+		m.fail("nextRetryTime is not RetryTime's")
+	}
+}
+
+// wantPeriod is timeout * multiplier^reopens capped at maxTimeout, in exact
+// arithmetic.
+func wantPeriod(p Policy, reopens int32) time.Duration {
+	if p.Backoff == nil {
+		return p.Timeout
+	}
+	limit := max(p.Backoff.MaxTimeout, p.Timeout)
+	if p.Backoff.Multiplier <= 1 {
+		return p.Timeout
+	}
+	// 2^64 seconds is far over any cap, so more reopens change nothing.
+	n := min(reopens, 64)
+	d := new(big.Int).Exp(big.NewInt(int64(p.Backoff.Multiplier)), big.NewInt(int64(n)), nil)
+	d.Mul(d, big.NewInt(int64(p.Timeout)))
+	if d.Cmp(big.NewInt(int64(limit))) > 0 {
+		return limit
+	}
+	return time.Duration(d.Int64())
 }
 
 // checkNextProbe asserts NextProbe's rules for a circuit that may be probed.
@@ -311,12 +645,25 @@ func (m *machine) checkNextProbe() {
 	}
 }
 
-func reasonFor(op int, from, to State) string {
+func (m *machine) reasonFor(op int, from, to State) string {
 	switch {
 	case op == opReset:
 		return ReasonReset
+	case op == opMode && to == Open:
+		return ReasonForcedOpen
+	case op == opMode && to == Closed:
+		return ReasonForcedClosed
+	case op == opMode && from == Open && to == HalfOpen:
+		return ReasonModeAuto
+	case op == opTrip && to == Open:
+		return ReasonTripped
 	case from == Closed && to == Open:
-		return ReasonThresholdReached
+		if m.s.ConsecutiveFailures >= max(m.p.Threshold, 1) {
+			return ReasonThresholdReached
+		}
+		if rateMet(m.recorded(m.prev.Window, false), m.p.FailureRate) {
+			return ReasonFailureRateReached
+		}
 	case from == HalfOpen && to == Open:
 		return ReasonTrialFailed
 	case from == Open && to == HalfOpen:
@@ -330,6 +677,7 @@ func reasonFor(op int, from, to State) string {
 func opName(op int) string {
 	return [...]string{
 		"success", "failure", "sleep", "Advance", "Reset", "threshold", "successThreshold", "timeout", "sleep to retry",
+		"slow success", "failureRate", "slowProbe", "backoff", "seed", "mode", "ApplyMode", "Trip",
 	}[op]
 }
 

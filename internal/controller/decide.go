@@ -97,7 +97,7 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending []probe.
 				// Sent before the circuit went HalfOpen: not a trial.
 				continue
 			}
-			record(breaker.Observe(s, cfg.policy, r.Success, now))
+			record(breaker.Observe(s, cfg.policy, breaker.Outcome{Success: r.Success, Latency: r.Latency}, now))
 		}
 	}
 	recordStatus(next, s, d.probed, res.service)

@@ -67,7 +67,7 @@ func foldsToTransition(st circuitv1alpha1.CircuitBreakerStatus, p breaker.Policy
 	}
 	for _, res := range results {
 		var t *breaker.Transition
-		if s, t = breaker.Observe(s, p, res.Success, now); t != nil {
+		if s, t = breaker.Observe(s, p, breaker.Outcome{Success: res.Success, Latency: res.Latency}, now); t != nil {
 			return true
 		}
 	}
