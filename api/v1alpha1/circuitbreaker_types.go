@@ -225,6 +225,8 @@ type TLSConfig struct {
 // CircuitBreakerSpec defines the desired behaviour of a CircuitBreaker.
 // +kubebuilder:validation:XValidation:rule="!has(self.http) || !has(self.http.tls) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('https') : (has(self.target.service) && has(self.target.service.scheme) && self.target.service.scheme == 'HTTPS'))",message="http.tls applies only to https targets"
 // +kubebuilder:validation:XValidation:rule="!has(self.retryTimeout) || !has(self.interval) || !self.retryTimeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || !self.interval.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || duration(self.retryTimeout) <= duration(self.interval)",message="retryTimeout must not exceed interval: a probe must end before the next one is due",fieldPath=".retryTimeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.slowProbe) || !has(self.retryTimeout) || !self.slowProbe.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || !self.retryTimeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || duration(self.slowProbe) < duration(self.retryTimeout)",message="slowProbe must be less than retryTimeout",fieldPath=".slowProbe"
+// +kubebuilder:validation:XValidation:rule="!has(self.backoff) || !has(self.timeout) || !self.backoff.maxTimeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || !self.timeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || duration(self.backoff.maxTimeout) >= duration(self.timeout)",message="backoff.maxTimeout must be at least timeout",fieldPath=".backoff.maxTimeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.http) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('http') : (!has(self.target.service) || !has(self.target.service.scheme) || self.target.service.scheme != 'TCP'))",message="http applies only to http:// and https:// targets"
 type CircuitBreakerSpec struct {
 	// target is what the breaker probes.
@@ -285,6 +287,38 @@ type CircuitBreakerSpec struct {
 	// http tunes the probe of HTTP(S) targets; it is refused for TCP targets.
 	// +optional
 	HTTP *HTTPProbe `json:"http,omitempty"`
+
+	// failureRate also opens the circuit when, among the last window probes, at
+	// least percent failed. threshold still applies: whichever is reached first
+	// opens it. The window survives a restart (status.recentProbes) and is cleared
+	// when the circuit closes. Unset: consecutive failures (threshold) only.
+	// +optional
+	FailureRate *FailureRate `json:"failureRate,omitzero"`
+
+	// slowProbe makes a probe that succeeds slower than this count as failed, with
+	// reason slow, as a Go duration string ("2s"). Must be less than retryTimeout.
+	// Unset: a success is a success however long it took.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('1ms') && duration(self) <= duration('24h'))",message="slowProbe must be at least 1ms and at most 24h"
+	SlowProbe GoDuration `json:"slowProbe,omitempty"`
+
+	// backoff lengthens each Open period after a failed trial: the circuit stays
+	// Open for min(timeout * multiplier^reopens, maxTimeout), plus or minus
+	// jitterPercent of that, where reopens counts the failed trials since the
+	// circuit last closed. Unset: every Open period lasts timeout.
+	// +optional
+	Backoff *Backoff `json:"backoff,omitzero"`
+
+	// mode is who decides the state. Auto (the default): the policy above.
+	// ForcedOpen: the circuit is Open and stays Open, with no probes and no
+	// nextRetryTime; back to Auto it goes HalfOpen at once and sends a trial.
+	// ForcedClosed: the circuit is Closed and stays Closed; probes go on and are
+	// recorded, and whenever the policy would have opened it a Warning Event
+	// CircuitWouldOpen is emitted (a dry run). mode wins over the reset and
+	// trip-until annotations.
+	// +optional
+	// +kubebuilder:default=Auto
+	Mode Mode `json:"mode,omitempty"`
 }
 
 // LastProbe records a probe. To keep API traffic low it is written together with
@@ -309,6 +343,7 @@ type LastProbe struct {
 	// http_status (the answer's status is not in http.expectedStatuses);
 	// denied (the operator's probe guard refused the target's address);
 	// no_endpoints (a Service target had no ready endpoint, or could not be resolved to endpoints);
+	// slow (the answer was as expected but slower than slowProbe);
 	// other (any other failure).
 	// It never carries a response body or header.
 	// +optional
@@ -454,6 +489,42 @@ type CircuitBreakerStatus struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// reopens counts the failed trials since the circuit last closed; it drives
+	// backoff. Zero while Closed.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Reopens int32 `json:"reopens,omitempty"`
+
+	// recentProbes is the failureRate window, oldest first, one letter per probe
+	// recorded while Closed: S for a success, F for a failure (slow ones
+	// included). At most failureRate.window letters; empty without failureRate
+	// and after the circuit closes.
+	// +optional
+	// +kubebuilder:validation:MaxLength=100
+	// +kubebuilder:validation:Pattern=`^[SF]*$`
+	RecentProbes string `json:"recentProbes,omitempty"`
+
+	// forcedMode is the mode that holds the state (ForcedOpen or ForcedClosed);
+	// empty under Auto.
+	// +optional
+	ForcedMode Mode `json:"forcedMode,omitempty"`
+
+	// wouldBeOpen is set, under mode ForcedClosed, while the policy would have
+	// the circuit Open; it is cleared by the success that would have closed it.
+	// +optional
+	WouldBeOpen bool `json:"wouldBeOpen,omitempty"`
+
+	// trippedUntil is, while the trip-until annotation holds the circuit Open,
+	// the time it goes HalfOpen; timeout and backoff do not move it.
+	// +optional
+	TrippedUntil *metav1.MicroTime `json:"trippedUntil,omitempty"`
+
+	// lastHandledTrip is the value of the trip-until annotation last acted on
+	// (or ignored, for a time not in the future).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	LastHandledTrip string `json:"lastHandledTrip,omitempty"`
 }
 
 // CircuitBreaker probes a target and opens its circuit when the target fails
@@ -466,6 +537,7 @@ type CircuitBreakerStatus struct {
 // +kubebuilder:printcolumn:name="Failures",type=integer,JSONPath=`.status.consecutiveFailures`
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`
 // +kubebuilder:printcolumn:name="Next Retry",type=string,JSONPath=`.status.nextRetryTime`
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type CircuitBreaker struct {
 	metav1.TypeMeta `json:",inline"`

@@ -18,6 +18,11 @@ const ProbeCredentialsLabel = "circuit.resilience.dev/probe-credentials"
 // that the probes of breakers in that namespace may connect to.
 const ProbeAllowedCIDRsAnnotation = "circuit.resilience.dev/probe-allowed-cidrs"
 
+// TripUntilAnnotation opens the circuit until the RFC 3339 time it holds; the
+// circuit then goes HalfOpen as usual. Handled once per value
+// (status.lastHandledTrip). mode wins over it; a later reset closes it.
+const TripUntilAnnotation = "circuit.resilience.dev/trip-until"
+
 // ConditionReady is the condition type that says whether the breaker is probing
 // its target as specified, and if not, why not.
 const ConditionReady = "Ready"
@@ -89,6 +94,18 @@ const (
 	EventCircuitHalfOpened = "CircuitHalfOpened"
 	// EventCircuitClosed: trial probes succeeded and the circuit closed.
 	EventCircuitClosed = "CircuitClosed"
+	// EventCircuitForcedOpen: mode ForcedOpen holds the circuit Open (Warning).
+	EventCircuitForcedOpen = "CircuitForcedOpen"
+	// EventCircuitForcedClosed: mode ForcedClosed holds the circuit Closed.
+	EventCircuitForcedClosed = "CircuitForcedClosed"
+	// EventCircuitWouldOpen: under mode ForcedClosed, the policy would have
+	// opened the circuit (Warning; once per would-be opening).
+	EventCircuitWouldOpen = "CircuitWouldOpen"
+	// EventCircuitTripped: the trip-until annotation opened the circuit (Warning).
+	EventCircuitTripped = "CircuitTripped"
+	// EventTripIgnored: the trip-until annotation holds a time that is not in the
+	// future, or a mode is set (Warning).
+	EventTripIgnored = "TripIgnored"
 	// EventCircuitReset: the reset annotation returned the circuit to Closed.
 	EventCircuitReset = "CircuitReset"
 )
@@ -96,7 +113,7 @@ const (
 // ProbeReason is the short, machine-readable cause of a probe's result. It is
 // a small fixed set, so that it can serve as a metric label, and never carries
 // anything the target sent. lastProbe.reason documents each value.
-// +kubebuilder:validation:Enum=ok;timeout;connection_refused;dns;tls;http_status;denied;no_endpoints;other
+// +kubebuilder:validation:Enum=ok;timeout;connection_refused;dns;tls;http_status;denied;no_endpoints;slow;other
 type ProbeReason string
 
 // The reasons a probe reports.
@@ -118,10 +135,13 @@ const (
 	// ProbeReasonNoEndpoints: a Service target had no ready endpoint to probe, or
 	// could not be resolved to endpoints at all.
 	ProbeReasonNoEndpoints ProbeReason = "no_endpoints"
+	// ProbeReasonSlow: the target answered as expected, but slower than slowProbe,
+	// so the probe counts as failed.
+	ProbeReasonSlow ProbeReason = "slow"
 	// ProbeReasonOther: any other failure.
 	ProbeReasonOther ProbeReason = "other"
 )
 
 // ProbeReasons lists every reason a probe may report, in the order documented.
 var ProbeReasons = []ProbeReason{ProbeReasonOK, ProbeReasonTimeout, ProbeReasonConnectionRefused,
-	ProbeReasonDNS, ProbeReasonTLS, ProbeReasonHTTPStatus, ProbeReasonDenied, ProbeReasonNoEndpoints, ProbeReasonOther}
+	ProbeReasonDNS, ProbeReasonTLS, ProbeReasonHTTPStatus, ProbeReasonDenied, ProbeReasonNoEndpoints, ProbeReasonSlow, ProbeReasonOther}

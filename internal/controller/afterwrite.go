@@ -43,6 +43,7 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 		// against the fresh circuit, whenever it comes back.
 		r.Runner.DiscardBefore(key, d.resetAt)
 	}
+	r.emitPolicyEvents(cb, d)
 	if d.reset {
 		log.Info("Circuit reset by annotation", "value", cb.Status.LastHandledReset)
 		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, circuitv1alpha1.EventCircuitReset, "Reset",
@@ -56,14 +57,43 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 	metrics.SetState(cb.Namespace, cb.Name, string(cb.Status.State), cb.Status.ConsecutiveFailures)
 }
 
+// emitPolicyEvents reports what a mode or the trip-until annotation did, and
+// the openings a ForcedClosed circuit did not make.
+func (r *CircuitBreakerReconciler) emitPolicyEvents(cb *circuitv1alpha1.CircuitBreaker, d decision) {
+	switch d.forced {
+	case breaker.ModeForcedOpen:
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, circuitv1alpha1.EventCircuitForcedOpen, "ForceOpen",
+			"Circuit held Open by mode ForcedOpen: nothing is probed until mode is Auto again")
+	case breaker.ModeForcedClosed:
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeNormal, circuitv1alpha1.EventCircuitForcedClosed, "ForceClose",
+			"Circuit held Closed by mode ForcedClosed: probes go on as a dry run")
+	}
+	for _, reason := range d.wouldOpen {
+		metrics.ObserveWouldOpen(cb.Namespace, cb.Name)
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, circuitv1alpha1.EventCircuitWouldOpen, "WouldOpen",
+			"The policy would have opened the circuit (%s); mode ForcedClosed keeps it Closed", reason)
+	}
+	if d.trip.value != "" && d.trip.ignored != "" {
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, circuitv1alpha1.EventTripIgnored, "Trip",
+			"The %s annotation %s; it is ignored", circuitv1alpha1.TripUntilAnnotation, d.trip.ignored)
+	}
+}
+
 func (r *CircuitBreakerReconciler) emitTransition(cb *circuitv1alpha1.CircuitBreaker, t breaker.Transition, probed *probe.Result) {
 	last := "none"
 	if probed != nil {
 		last = string(probed.Reason)
 	}
 	switch {
-	case t.Reason == breaker.ReasonReset:
-		// Reported once, as CircuitReset, above.
+	case t.Reason == breaker.ReasonReset, t.Reason == breaker.ReasonForcedOpen, t.Reason == breaker.ReasonForcedClosed:
+		// Reported once, as CircuitReset or by emitPolicyEvents.
+	case t.Reason == breaker.ReasonTripped:
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, circuitv1alpha1.EventCircuitTripped, "Trip",
+			"Circuit opened by the %s annotation until %s", circuitv1alpha1.TripUntilAnnotation, formatTime(cb.Status.NextRetryTime))
+	case t.Reason == breaker.ReasonFailureRateReached:
+		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, circuitv1alpha1.EventCircuitOpened, "Open",
+			"Circuit opened: the failure rate of the last probes reached failureRate.percent (last: %s); next trial at %s",
+			last, formatTime(cb.Status.NextRetryTime))
 	case t.To == breaker.Open:
 		r.Recorder.Eventf(cb, nil, corev1.EventTypeWarning, circuitv1alpha1.EventCircuitOpened, "Open",
 			"Circuit opened after %d consecutive failed probes (last: %s); next trial at %s",

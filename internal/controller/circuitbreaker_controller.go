@@ -108,6 +108,7 @@ func (r *CircuitBreakerReconciler) decideAndWrite(ctx context.Context, cb *circu
 	if err != nil {
 		return decision{}, err
 	}
+	res.unknownToRunner = !r.Runner.Knows(key)
 	var pending []probe.Result
 	if res.blocked == nil {
 		pending = r.Runner.Pending(key, res.settings.specID)

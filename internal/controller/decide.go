@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -35,6 +36,13 @@ type decision struct {
 	// again asks for another reconcile at once: the trial's result waits for
 	// the HalfOpen this decision records.
 	again bool
+	// forced is the mode that took hold in this decision (an Event says so).
+	forced breaker.Mode
+	// wouldOpen lists the reasons the policy would have opened a ForcedClosed
+	// circuit in this decision, one per would-be opening.
+	wouldOpen []string
+	// trip is the trip-until annotation value handled by this decision, if any.
+	trip trip
 	// deferWrite holds a new breaker's first status back until its first probe
 	// result (or its deadline) so that both go out in one write; wake is then
 	// when to write it anyway.
@@ -72,10 +80,23 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending []probe.
 			d.transitions = append(d.transitions, *t)
 		}
 	}
+	forcedBefore := s.Forced
+	record(breaker.ApplyMode(s, cfg.policy, now))
+	if s.Forced != forcedBefore && s.Forced != "" {
+		d.forced = s.Forced
+	}
 	if v, ok := cb.Annotations[circuitv1alpha1.ResetAnnotation]; ok && v != cb.Status.LastHandledReset {
 		record(breaker.Reset(s, cfg.policy, now))
 		next.Status.LastHandledReset = v
 		d.reset, d.resetAt = true, now
+	}
+	if v, ok := cb.Annotations[circuitv1alpha1.TripUntilAnnotation]; ok && v != cb.Status.LastHandledTrip {
+		next.Status.LastHandledTrip = v
+		d.trip = tripOf(v, s, cfg.policy, now)
+		if d.trip.ignored == "" {
+			after, t, _ := breaker.Trip(s, cfg.policy, d.trip.until, now)
+			record(after, t)
+		}
 	}
 	wasOpen := s.State == breaker.Open
 	record(breaker.Advance(s, cfg.policy, halfOpenTime(s, lastStart, now)))
@@ -89,15 +110,19 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending []probe.
 	case d.reset:
 		// Probes that were under way when the breaker was reset must not count
 		// against the fresh circuit.
-		d.probed = pending
+		d.probed = judged(pending, cfg.policy)
 	default:
-		d.probed = pending
-		for _, r := range pending {
+		d.probed = judged(pending, cfg.policy)
+		for _, r := range d.probed {
 			if s.State == breaker.HalfOpen && r.Start.Before(s.LastTransitionTime) {
 				// Sent before the circuit went HalfOpen: not a trial.
 				continue
 			}
+			before := s
 			record(breaker.Observe(s, cfg.policy, breaker.Outcome{Success: r.Success, Latency: r.Latency}, now))
+			if reason, ok := breaker.WouldOpen(before, s, cfg.policy); ok {
+				d.wouldOpen = append(d.wouldOpen, reason)
+			}
 		}
 	}
 	recordStatus(next, s, d.probed, res.service)
@@ -108,6 +133,11 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending []probe.
 	}
 	setAvailable(next, now)
 	d.nextProbe = nextProbe(s, lastStart, cfg.interval, now)
+	if res.unknownToRunner && cb.Status.LastProbe != nil && s.State != breaker.Open {
+		// Probed before, by a manager that has since restarted: spread the first
+		// probes of all breakers over one interval instead of sending them at once.
+		d.nextProbe = spreadFirstProbe(cfg.policy.Seed, cfg.interval, now)
+	}
 	d.wake = breaker.WakeAfter(s, now)
 	d.status = next.Status
 	if cb.Status.State == "" && len(pending) == 0 {
@@ -142,6 +172,56 @@ func recordStatus(cb *circuitv1alpha1.CircuitBreaker, s breaker.Status, probed [
 	if !equality.Semantic.DeepEqual(before, &cb.Status) || lastProbeChanged(cb.Status.LastProbe, last) {
 		cb.Status.LastProbe = lastProbeFromResult(last)
 	}
+}
+
+// trip is a trip-until annotation value, handled once.
+type trip struct {
+	value string
+	until time.Time
+	// ignored says why the value did nothing: not a time, not in the future,
+	// or a mode holds the state. Empty when it opened the circuit.
+	ignored string
+}
+
+// tripOf reads a trip-until value.
+func tripOf(v string, s breaker.Status, p breaker.Policy, now time.Time) trip {
+	t := trip{value: v}
+	until, err := time.Parse(time.RFC3339, v)
+	switch {
+	case err != nil:
+		t.ignored = "is not an RFC 3339 time"
+	case !until.After(now):
+		t.ignored = "is not in the future"
+	case p.Mode == breaker.ModeForcedOpen || p.Mode == breaker.ModeForcedClosed:
+		t.ignored = "is overridden by mode " + string(p.Mode)
+	}
+	t.until = until.UTC()
+	if _, _, ok := breaker.Trip(s, p, t.until, now); !ok && t.ignored == "" {
+		t.ignored = "changes nothing"
+	}
+	return t
+}
+
+// judged marks the successes slower than slowProbe as failures with reason slow.
+func judged(results []probe.Result, p breaker.Policy) []probe.Result {
+	out := slices.Clone(results)
+	for i, r := range out {
+		if breaker.Slow(p, breaker.Outcome{Success: r.Success, Latency: r.Latency}) {
+			out[i].Success, out[i].Reason = false, circuitv1alpha1.ProbeReasonSlow
+		}
+	}
+	return out
+}
+
+// spreadFirstProbe is when a breaker probed before a restart probes first: at
+// its own phase of the interval (from its seed), so that breakers spread over
+// one interval. It is stable from one reconcile to the next.
+func spreadFirstProbe(seed uint64, interval time.Duration, now time.Time) time.Time {
+	at := now.Truncate(interval).Add(breaker.FirstProbeDelay(seed, interval))
+	if at.Before(now) {
+		at = at.Add(interval)
+	}
+	return at
 }
 
 // nextProbe is when the runner should probe next. An Open circuit's trial

@@ -16,6 +16,9 @@ type resolution struct {
 	// that does not parse, credentials or a CA that cannot be used); nil when
 	// the breaker probes.
 	blocked *problem
+	// unknownToRunner: this manager has not probed the breaker yet (it
+	// restarted, or the breaker is new).
+	unknownToRunner bool
 	// service holds a Service target's endpoints, and the problem resolving
 	// them if any: such a breaker still probes (its rounds fail) and says why.
 	service resolved
@@ -32,6 +35,7 @@ func (r *CircuitBreakerReconciler) resolve(ctx context.Context, cb *circuitv1alp
 		res.blocked = &problem{circuitv1alpha1.ReasonInvalidSpec, err.Error()}
 		return res, nil
 	}
+	cfg.policy.Seed = seedOf(cb.UID)
 	if st := cb.Spec.Target.Service; st != nil {
 		if res.service, err = r.resolveService(ctx, cb.Namespace, st); err != nil {
 			return res, err

@@ -2,8 +2,11 @@ package controller
 
 import (
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 	"github.com/resilience-dev/breaker-operator/internal/breaker"
@@ -35,6 +38,9 @@ func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 	if err != nil {
 		return s, err
 	}
+	if err := parsePolicy(spec, &s.policy); err != nil {
+		return s, err
+	}
 	var statuses []string
 	if spec.HTTP != nil {
 		for _, r := range spec.HTTP.ExpectedStatuses {
@@ -58,6 +64,47 @@ func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 	}
 	s.target.Expected = expected
 	return s, nil
+}
+
+// parsePolicy reads the trip policies and the mode. They change how results
+// are judged, not what is probed, so they are no part of specID.
+func parsePolicy(spec circuitv1alpha1.CircuitBreakerSpec, p *breaker.Policy) error {
+	if fr := spec.FailureRate; fr != nil {
+		p.FailureRate = &breaker.RatePolicy{Window: fr.Window, MinimumProbes: fr.MinimumProbes, Percent: fr.Percent}
+	}
+	if spec.SlowProbe != "" {
+		d, err := parseDuration("slowProbe", spec.SlowProbe, "")
+		if err != nil {
+			return err
+		}
+		p.SlowProbe = d
+	}
+	if b := spec.Backoff; b != nil {
+		maxTimeout, err := parseDuration("backoff.maxTimeout", b.MaxTimeout, "")
+		if err != nil {
+			return err
+		}
+		p.Backoff = &breaker.Backoff{Multiplier: orDefault(b.Multiplier, 2), MaxTimeout: maxTimeout, JitterPercent: b.JitterPercent}
+	}
+	switch spec.Mode {
+	case "", circuitv1alpha1.ModeAuto:
+		p.Mode = breaker.ModeAuto
+	case circuitv1alpha1.ModeForcedOpen:
+		p.Mode = breaker.ModeForcedOpen
+	case circuitv1alpha1.ModeForcedClosed:
+		p.Mode = breaker.ModeForcedClosed
+	default:
+		return fmt.Errorf("mode %q is not Auto, ForcedOpen or ForcedClosed", spec.Mode)
+	}
+	return nil
+}
+
+// seedOf derives the per-breaker seed of its backoff jitter and first-probe
+// spread from its UID: stable across restarts, different between breakers.
+func seedOf(uid types.UID) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(uid))
+	return h.Sum64()
 }
 
 // serviceTarget is the probe round for a Service target; its endpoints are

@@ -25,6 +25,11 @@ func statusFromAPI(st circuitv1alpha1.CircuitBreakerStatus, now time.Time) break
 		LastTransitionTime:   timeOf(st.LastTransitionTime),
 		OpenedAt:             timeOf(st.OpenedAt),
 		NextRetryTime:        timeOf(st.NextRetryTime),
+		Reopens:              st.Reopens,
+		Window:               st.RecentProbes,
+		Forced:               breaker.Mode(st.ForcedMode),
+		TrippedUntil:         timeOf(st.TrippedUntil),
+		WouldBeOpen:          st.WouldBeOpen,
 	}
 }
 
@@ -35,6 +40,11 @@ func statusToAPI(s breaker.Status, st *circuitv1alpha1.CircuitBreakerStatus) {
 	st.LastTransitionTime = microTime(s.LastTransitionTime)
 	st.OpenedAt = microTime(s.OpenedAt)
 	st.NextRetryTime = microTime(s.NextRetryTime)
+	st.Reopens = s.Reopens
+	st.RecentProbes = s.Window
+	st.ForcedMode = circuitv1alpha1.Mode(s.Forced)
+	st.TrippedUntil = microTime(s.TrippedUntil)
+	st.WouldBeOpen = s.WouldBeOpen
 }
 
 func timeOf(t *metav1.MicroTime) time.Time {
@@ -105,6 +115,8 @@ func setAvailable(cb *circuitv1alpha1.CircuitBreaker, now time.Time) {
 		c.Message = "The circuit is Open: callers should fail fast"
 		if t := cb.Status.NextRetryTime; t != nil {
 			c.Message += " until its trial at " + formatTime(t)
+		} else if cb.Status.ForcedMode == circuitv1alpha1.ModeForcedOpen {
+			c.Message += " while mode is ForcedOpen"
 		}
 	case circuitv1alpha1.StateHalfOpen:
 		c.Reason = circuitv1alpha1.ReasonCircuitHalfOpen
@@ -134,6 +146,12 @@ func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg se
 		return
 	}
 	msg := fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.target.Scheme, cfg.interval, cfg.target.Timeout)
+	switch cfg.policy.Mode {
+	case breaker.ModeForcedOpen:
+		msg = "Mode ForcedOpen holds the circuit Open: nothing is probed until mode is Auto"
+	case breaker.ModeForcedClosed:
+		msg += "; mode ForcedClosed holds the circuit Closed (a dry run)"
+	}
 	if cfg.target.TLS != nil && cfg.target.TLS.InsecureSkipVerify {
 		msg += "; TLS certificate verification is OFF (http.tls.insecureSkipVerify)"
 	}

@@ -64,6 +64,12 @@ var (
 		Name: "circuitbreaker_transitions_total",
 		Help: "State transitions of the circuit breaker.",
 	}, []string{labelNamespace, labelName, "from", "to"})
+	// WouldOpen counts the openings the policy would have made while mode
+	// ForcedClosed held the circuit Closed (a dry run).
+	WouldOpen = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "circuitbreaker_would_open_total",
+		Help: "Openings the policy would have made while mode ForcedClosed held the circuit Closed.",
+	}, []string{labelNamespace, labelName})
 
 	// Probes counts probes by result (success or failure).
 	Probes = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -92,7 +98,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(State, Transitions, Probes, ProbeFailures, ProbeDuration, ConsecutiveFailures)
+	ctrlmetrics.Registry.MustRegister(State, Transitions, WouldOpen, Probes, ProbeFailures, ProbeDuration, ConsecutiveFailures)
 }
 
 // breakerKey identifies a breaker in known.
@@ -115,6 +121,7 @@ func ensure(namespace, name string) {
 	for _, r := range Results {
 		Probes.WithLabelValues(namespace, name, r)
 	}
+	WouldOpen.WithLabelValues(namespace, name)
 	for _, r := range FailureReasons {
 		ProbeFailures.WithLabelValues(namespace, name, r)
 	}
@@ -139,6 +146,12 @@ func ObserveTransition(namespace, name, from, to string) {
 	Transitions.WithLabelValues(namespace, name, from, to).Inc()
 }
 
+// ObserveWouldOpen counts an opening that mode ForcedClosed prevented.
+func ObserveWouldOpen(namespace, name string) {
+	ensure(namespace, name)
+	WouldOpen.WithLabelValues(namespace, name).Inc()
+}
+
 // ObserveProbe records one probe's outcome and duration.
 func ObserveProbe(namespace, name string, success bool, reason string, d time.Duration) {
 	ensure(namespace, name)
@@ -157,6 +170,7 @@ func Forget(namespace, name string) {
 	known.Delete(breakerKey{namespace, name})
 	State.DeletePartialMatch(labels)
 	Transitions.DeletePartialMatch(labels)
+	WouldOpen.DeletePartialMatch(labels)
 	Probes.DeletePartialMatch(labels)
 	ProbeFailures.DeletePartialMatch(labels)
 	ProbeDuration.DeletePartialMatch(labels)

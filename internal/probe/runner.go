@@ -279,6 +279,15 @@ func (r *Runner) Forget(key Key) {
 	}
 }
 
+// Knows reports whether the Runner has been asked to probe key (for any spec)
+// since it started: a manager that restarted knows none of its breakers.
+func (r *Runner) Knows(key Key) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.items[key]
+	return ok
+}
+
 // Len returns how many breakers the Runner knows.
 func (r *Runner) Len() int {
 	r.mu.Lock()
