@@ -80,6 +80,22 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"huge interval", `{target: {url: "http://h"}, interval: "999999h"}`, []string{"spec.interval", "at most 24h"}},
 		{"garbage retryTimeout", `{target: {url: "http://h"}, retryTimeout: "10 seconds"}`, []string{"spec.retryTimeout", "must be a duration"}},
 		{"retryTimeout below 100ms", `{target: {url: "http://h"}, retryTimeout: "1ms"}`, []string{"spec.retryTimeout", "at least 100ms"}},
+		{"failureRate window too small", `{target: {url: "http://h"}, failureRate: {window: 1, percent: 50}}`, []string{"spec.failureRate.window"}},
+		{"failureRate window too large", `{target: {url: "http://h"}, failureRate: {window: 101, percent: 50}}`, []string{"spec.failureRate.window"}},
+		{"failureRate without percent", `{target: {url: "http://h"}, failureRate: {window: 10}}`, []string{"spec.failureRate.percent"}},
+		{"failureRate percent above 100", `{target: {url: "http://h"}, failureRate: {window: 10, percent: 101}}`, []string{"spec.failureRate.percent"}},
+		{"failureRate minimumProbes above window", `{target: {url: "http://h"}, failureRate: {window: 10, minimumProbes: 11, percent: 50}}`,
+			[]string{"spec.failureRate.minimumProbes", "must not exceed failureRate.window"}},
+		{"slowProbe garbage", `{target: {url: "http://h"}, slowProbe: "slow"}`, []string{"spec.slowProbe", "must be a duration"}},
+		{"slowProbe not below retryTimeout", `{target: {url: "http://h"}, retryTimeout: "2s", interval: "5s", slowProbe: "2s"}`,
+			[]string{"spec.slowProbe", "slowProbe must be less than retryTimeout"}},
+		{"backoff without maxTimeout", `{target: {url: "http://h"}, backoff: {multiplier: 2}}`, []string{"spec.backoff.maxTimeout"}},
+		{"backoff multiplier above 10", `{target: {url: "http://h"}, backoff: {multiplier: 11, maxTimeout: "10m"}}`, []string{"spec.backoff.multiplier"}},
+		{"backoff maxTimeout below timeout", `{target: {url: "http://h"}, timeout: "5m", backoff: {maxTimeout: "1m"}}`,
+			[]string{"spec.backoff.maxTimeout", "backoff.maxTimeout must be at least timeout"}},
+		{"backoff maxTimeout above 24h", `{target: {url: "http://h"}, backoff: {maxTimeout: "25h"}}`, []string{"spec.backoff.maxTimeout", "at most 24h"}},
+		{"backoff jitter above 50", `{target: {url: "http://h"}, backoff: {maxTimeout: "10m", jitterPercent: 51}}`, []string{"spec.backoff.jitterPercent"}},
+		{"unknown mode", `{target: {url: "http://h"}, mode: Sideways}`, []string{"spec.mode", "Unsupported value"}},
 		{"retryTimeout above interval", `{target: {url: "http://h"}, retryTimeout: "2s", interval: "1s"}`,
 			[]string{"spec.retryTimeout", "retryTimeout must not exceed interval"}},
 		{"retryTimeout above the default interval", `{target: {url: "http://h"}, retryTimeout: "11s"}`,
@@ -148,6 +164,7 @@ func TestDefaultsAreApplied(t *testing.T) {
 	g.Expect(got.Spec.Interval).To(Equal(circuitv1alpha1.DefaultInterval))
 	g.Expect(got.Spec.FailurePercent).To(Equal(circuitv1alpha1.DefaultFailurePercent))
 	g.Expect(got.Spec.HTTP.ExpectedStatuses).To(Equal([]circuitv1alpha1.StatusRange{circuitv1alpha1.DefaultExpectedStatus}))
+	g.Expect(got.Spec.Mode).To(Equal(circuitv1alpha1.ModeAuto))
 }
 
 // Valid durations in all their Go forms are accepted.
