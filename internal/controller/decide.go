@@ -140,8 +140,10 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending []probe.
 	}
 	d.wake = breaker.WakeAfter(s, now)
 	d.status = next.Status
-	if cb.Status.State == "" && len(pending) == 0 {
-		// A new breaker: its first status goes out with its first result.
+	if cb.Status.State == "" && len(pending) == 0 && !d.nextProbe.IsZero() && len(d.transitions) == 0 &&
+		d.forced == "" && d.trip.value == "" {
+		// A new breaker: its first status goes out with its first result. One
+		// that has something to report (a mode, a trip) writes at once.
 		if due := cb.CreationTimestamp.Add(cfg.target.Timeout + firstResultGrace); now.Before(due) {
 			d.deferWrite, d.wake = true, due.Sub(now)
 		}
