@@ -156,7 +156,7 @@ func TestDecideKeepsTheRateWindowAndBackoffInStatus(t *testing.T) {
 	d = decide(cb, resolvedFor(t, cb), failedProbe(trialAt), trialAt, trialAt.Add(2*time.Millisecond))
 	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen))
 	g.Expect(d.status.Reopens).To(Equal(int32(1)))
-	g.Expect(d.status.NextRetryTime.Time.Sub(d.status.OpenedAt.Time)).To(Equal(4 * time.Second), "2s * 2^1")
+	g.Expect(d.status.NextRetryTime.Time.Sub(d.status.OpenedAt.Time)).To(Equal(4*time.Second), "2s * 2^1")
 	again := decide(&circuitv1alpha1.CircuitBreaker{ObjectMeta: cb.ObjectMeta, Spec: cb.Spec, Status: d.status},
 		resolvedFor(t, cb), nil, time.Time{}, trialAt.Add(time.Second))
 	g.Expect(again.status.NextRetryTime).To(Equal(d.status.NextRetryTime), "a restart computes the same deadline")
@@ -164,7 +164,7 @@ func TestDecideKeepsTheRateWindowAndBackoffInStatus(t *testing.T) {
 
 func TestDecideSpreadsFirstProbesAfterARestartButProbesNewBreakersAtOnce(t *testing.T) {
 	g := NewWithT(t)
-	probed := decideBreaker(closedWith(0, lastProbeFromResult(okProbe(decideNow.Add(-5*time.Second))[0])))
+	probed := decideBreaker(closedWith(0, lastProbeFromResult(okProbe(decideNow.Add(-5 * time.Second))[0])))
 	res := resolvedFor(t, probed)
 	res.unknownToRunner = true
 	var ats []time.Time

@@ -314,7 +314,9 @@ func TestTransitionPairsCoverEveryTransitionOfTheStateMachine(t *testing.T) {
 			st.OpenedAt, st.NextRetryTime = now, now.Add(p.Timeout)
 		}
 		for _, step := range []func() (breaker.Status, *breaker.Transition){
-			func() (breaker.Status, *breaker.Transition) { return breaker.Observe(st, p, breaker.Outcome{Success: true}, later) },
+			func() (breaker.Status, *breaker.Transition) {
+				return breaker.Observe(st, p, breaker.Outcome{Success: true}, later)
+			},
 			func() (breaker.Status, *breaker.Transition) { return breaker.Observe(st, p, breaker.Outcome{}, later) },
 			func() (breaker.Status, *breaker.Transition) { return breaker.Advance(st, p, later) },
 			func() (breaker.Status, *breaker.Transition) { return breaker.Reset(st, p, later) },
