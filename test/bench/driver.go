@@ -416,7 +416,7 @@ func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 	if i < len(r.groups.together) {
 		threshold, timeout = cfg.resetThreshold, circuitv1alpha1.GoDuration(cfg.resetTimeout.String())
 	}
-	return &circuitv1alpha1.CircuitBreaker{
+	cb := &circuitv1alpha1.CircuitBreaker{
 		ObjectMeta: metav1.ObjectMeta{Name: breakerName(i), Namespace: namespace},
 		Spec: circuitv1alpha1.CircuitBreakerSpec{
 			Target:       circuitv1alpha1.Target{URL: targetURL(i, r.port)},
@@ -426,6 +426,10 @@ func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 			Interval:     circuitv1alpha1.GoDuration(cfg.interval.String()),
 		},
 	}
+	if cfg.failureRateWindow > 0 {
+		cb.Spec.FailureRate = &circuitv1alpha1.FailureRate{Window: cfg.failureRateWindow, Percent: 50}
+	}
+	return cb
 }
 
 // create creates the breakers idx with parallel requests, at most perSecond

@@ -79,6 +79,9 @@ type config struct {
 	label          string
 	keep           bool
 	smoke          bool
+	// failureRateWindow, when positive, gives every breaker a failureRate of
+	// that window at 50 percent.
+	failureRateWindow int32
 }
 
 func defaultConfig() config {
@@ -129,6 +132,7 @@ func parseFlags(args []string) (config, error) {
 	managerArgs := fs.String("manager-args", "", "Extra flags for the manager, space-separated (e.g. --max-concurrent-reconciles=8).")
 	fs.StringVar(&d.label, "label", d.label, "Name of the design measured, shown in the report.")
 	fs.BoolVar(&d.keep, "keep", false, "Keep the work directory (logs of the manager, target and control plane).")
+	failureRate := fs.Int("failure-rate", 0, "Give every breaker spec.failureRate with this window (2 to 100) at 50 percent; 0: none.")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -156,6 +160,7 @@ func parseFlags(args []string) (config, error) {
 		})
 		cfg.out, cfg.jsonOut, cfg.manager, cfg.label, cfg.keep = d.out, d.jsonOut, d.manager, d.label, d.keep
 	}
+	cfg.failureRateWindow = int32(*failureRate)
 	if !*smoke || isSet(fs, "n") {
 		cfg.sizes = nil
 		for s := range strings.SplitSeq(*sizes, ",") {
@@ -222,6 +227,9 @@ func describeConfig(cfg config) string {
 		"K=%s breakers opened together (threshold %d, timeout %s), the others threshold 5, timeout 60s; "+
 		"%d%% of targets hanging from the isolation window on",
 		cfg.interval, cfg.retryTimeout, cfg.steady, cfg.isolation, cfg.restartWindow, open, cfg.resetThreshold, cfg.resetTimeout, cfg.hangPercent)
+	if cfg.failureRateWindow > 0 {
+		s += fmt.Sprintf("; every breaker with failureRate window %d at 50%%", cfg.failureRateWindow)
+	}
 	if len(cfg.managerArgs) > 0 {
 		s += "; manager flags: " + strings.Join(cfg.managerArgs, " ")
 	}
