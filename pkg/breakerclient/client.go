@@ -362,16 +362,17 @@ func (c *Client) localOpen(k key, now time.Time) (time.Time, bool) {
 }
 
 // Reset closes the named breaker by setting its reset annotation to a new
-// value; the operator acts on it once. It also forgets local failures.
+// value; the operator acts on it once. It first forgets local failures,
+// even if the write then fails.
 func (c *Client) Reset(ctx context.Context, name string) error {
 	k := c.key(name)
+	c.localMu.Lock()
+	delete(c.local, k)
+	c.localMu.Unlock()
 	value := c.clock.Now().UTC().Format(time.RFC3339Nano)
 	if err := c.annotate(ctx, k, circuitv1alpha1.ResetAnnotation, value); err != nil {
 		return fmt.Errorf("resetting breaker %s: %w", k, err)
 	}
-	c.localMu.Lock()
-	delete(c.local, k)
-	c.localMu.Unlock()
 	return nil
 }
 
