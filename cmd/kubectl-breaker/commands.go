@@ -172,7 +172,9 @@ func setMode(ctx context.Context, c client.Client, k client.ObjectKey, mode circ
 	cb := &circuitv1alpha1.CircuitBreaker{}
 	cb.Namespace, cb.Name = k.Namespace, k.Name
 	err = c.Patch(ctx, cb, client.RawPatch(types.MergePatchType, patch), client.FieldValidation("Strict"))
-	if apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "unknown field") && strings.Contains(err.Error(), "spec.mode") {
+	// The API server answers 422 (or 400) with the whole patched object in the
+	// message; only the verdict is worth showing.
+	if (apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)) && strings.Contains(err.Error(), `unknown field "spec.mode"`) {
 		return fmt.Errorf("setting the mode of circuitbreaker %s: %w", k, errModeUnsupported)
 	}
 	if err != nil {
