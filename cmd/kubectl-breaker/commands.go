@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/pkg/breakerclient"
 )
 
 func (p *plugin) listCommand() *cobra.Command {
@@ -86,15 +87,9 @@ func (p *plugin) resetCommand() *cobra.Command {
 		Short: "Close a CircuitBreaker by setting its reset annotation to a new value",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bc, err := p.breakerClient()
-			if err != nil {
-				return err
-			}
-			if err := bc.Reset(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(p.streams.Out, "circuitbreaker/%s reset requested\n", args[0])
-			return err
+			return p.act(cmd.Context(), args[0], func(ctx context.Context, bc *breakerclient.Client) (string, error) {
+				return "reset requested", bc.Reset(ctx, args[0])
+			})
 		},
 	}
 }
@@ -106,21 +101,28 @@ func (p *plugin) tripCommand() *cobra.Command {
 		Short: "Hold a CircuitBreaker Open for a while (sets circuit.resilience.dev/trip-until)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bc, err := p.breakerClient()
-			if err != nil {
-				return err
-			}
-			if err := bc.Trip(cmd.Context(), args[0], d); err != nil {
-				return err
-			}
-			until := p.now().Add(d).UTC().Format(time.RFC3339)
-			_, err = fmt.Fprintf(p.streams.Out, "circuitbreaker/%s tripped until %s\n", args[0], until)
-			return err
+			return p.act(cmd.Context(), args[0], func(ctx context.Context, bc *breakerclient.Client) (string, error) {
+				return "tripped until " + p.now().Add(d).UTC().Format(time.RFC3339), bc.Trip(ctx, args[0], d)
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&d, "for", 0, "How long to hold the circuit Open, such as 10m")
 	utilRuntimeMust(cmd.MarkFlagRequired("for"))
 	return cmd
+}
+
+// act runs one breakerclient write on the named breaker and prints what it did.
+func (p *plugin) act(ctx context.Context, name string, write func(context.Context, *breakerclient.Client) (string, error)) error {
+	bc, err := p.breakerClient()
+	if err != nil {
+		return err
+	}
+	done, err := write(ctx, bc)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(p.streams.Out, "circuitbreaker/%s %s\n", name, done)
+	return err
 }
 
 // modes are the values `mode` accepts.

@@ -22,69 +22,69 @@ const maxTransitions = 10
 
 // writeList prints one line per breaker.
 func writeList(out io.Writer, items []circuitv1alpha1.CircuitBreaker, withNamespace bool, now time.Time) error {
-	w := printers.GetNewTabWriter(out)
+	o := &tabOut{w: printers.GetNewTabWriter(out)}
 	header := "NAME\tSTATE\tFAILURES\tAVAILABLE\tRETRY IN\tTARGET\tAGE"
 	if withNamespace {
 		header = "NAMESPACE\t" + header
 	}
-	fmt.Fprintln(w, header)
+	o.println(header)
 	for i := range items {
 		cb := &items[i]
 		if withNamespace {
-			fmt.Fprintf(w, "%s\t", cb.Namespace)
+			o.printf("%s\t", cb.Namespace)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cb.Name, orDash(string(cb.Status.State)), cb.Status.ConsecutiveFailures,
+		o.printf("%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cb.Name, orDash(string(cb.Status.State)), cb.Status.ConsecutiveFailures,
 			conditionStatus(cb, circuitv1alpha1.ConditionAvailable), retryIn(cb, now), orDash(cb.Status.Target), age(cb.CreationTimestamp.Time, now))
 	}
-	return w.Flush()
+	return o.flush()
 }
 
 // writeStatus prints a breaker in detail.
 func writeStatus(out io.Writer, cb *circuitv1alpha1.CircuitBreaker, events []corev1.Event, now time.Time) error {
-	w := printers.GetNewTabWriter(out)
+	o := &tabOut{w: printers.GetNewTabWriter(out)}
 	st := cb.Status
-	fmt.Fprintf(w, "Name:\t%s\n", cb.Name)
-	fmt.Fprintf(w, "Namespace:\t%s\n", cb.Namespace)
+	o.printf("Name:\t%s\n", cb.Name)
+	o.printf("Namespace:\t%s\n", cb.Namespace)
 	state := orDash(string(st.State))
 	if st.LastTransitionTime != nil {
 		state += fmt.Sprintf(" (for %s)", age(st.LastTransitionTime.Time, now))
 	}
-	fmt.Fprintf(w, "State:\t%s\n", state)
-	fmt.Fprintf(w, "Target:\t%s\n", orDash(st.Target))
-	fmt.Fprintf(w, "Consecutive failures:\t%d (threshold %d)\n", st.ConsecutiveFailures, cb.Spec.Threshold)
-	fmt.Fprintf(w, "Consecutive successes:\t%d (successThreshold %d)\n", st.ConsecutiveSuccesses, cb.Spec.SuccessThreshold)
+	o.printf("State:\t%s\n", state)
+	o.printf("Target:\t%s\n", orDash(st.Target))
+	o.printf("Consecutive failures:\t%d (threshold %d)\n", st.ConsecutiveFailures, cb.Spec.Threshold)
+	o.printf("Consecutive successes:\t%d (successThreshold %d)\n", st.ConsecutiveSuccesses, cb.Spec.SuccessThreshold)
 	if st.NextRetryTime != nil {
-		fmt.Fprintf(w, "Next retry:\t%s (%s)\n", retryIn(cb, now), st.NextRetryTime.UTC().Format(time.RFC3339))
+		o.printf("Next retry:\t%s (%s)\n", retryIn(cb, now), st.NextRetryTime.UTC().Format(time.RFC3339))
 	}
 	if lp := st.LastProbe; lp != nil {
-		fmt.Fprintf(w, "Last probe:\t%s (%s) %s ago, took %s\n", lp.Result, orDash(lp.Reason), age(lp.Time.Time, now), lp.Latency.Duration)
+		o.printf("Last probe:\t%s (%s) %s ago, took %s\n", lp.Result, orDash(lp.Reason), age(lp.Time.Time, now), lp.Latency.Duration)
 	}
 	for _, typ := range []string{circuitv1alpha1.ConditionReady, circuitv1alpha1.ConditionAvailable} {
 		if c := meta(cb, typ); c != nil {
-			fmt.Fprintf(w, "%s:\t%s (%s) %s\n", typ, c.Status, c.Reason, c.Message)
+			o.printf("%s:\t%s (%s) %s\n", typ, c.Status, c.Reason, c.Message)
 		}
 	}
 	if cb.Spec.Target.Service != nil {
-		fmt.Fprintf(w, "Endpoints:\t%d probed, %d failing\n", st.EndpointsTotal, st.EndpointsFailing)
-		fmt.Fprintln(w, "  ADDRESS\tPORT\tTARGET\tRESULT\tREASON\tFAILURES")
+		o.printf("Endpoints:\t%d probed, %d failing\n", st.EndpointsTotal, st.EndpointsFailing)
+		o.println("  ADDRESS\tPORT\tTARGET\tRESULT\tREASON\tFAILURES")
 		for _, e := range st.Endpoints {
 			ref := "-"
 			if e.TargetRef != nil {
 				ref = e.TargetRef.Kind + "/" + e.TargetRef.Name
 			}
-			fmt.Fprintf(w, "  %s\t%d\t%s\t%s\t%s\t%d\n", e.Address, e.Port, ref, e.LastResult, orDash(e.Reason), e.ConsecutiveFailures)
+			o.printf("  %s\t%d\t%s\t%s\t%s\t%d\n", e.Address, e.Port, ref, e.LastResult, orDash(e.Reason), e.ConsecutiveFailures)
 		}
 	}
-	fmt.Fprintln(w, "Transitions:")
+	o.println("Transitions:")
 	if len(events) == 0 {
-		fmt.Fprintln(w, "  <none>")
+		o.println("  <none>")
 	} else {
-		fmt.Fprintln(w, "  AGE\tTYPE\tREASON\tMESSAGE")
+		o.println("  AGE\tTYPE\tREASON\tMESSAGE")
 	}
 	for _, e := range events {
-		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", age(eventTime(e), now), e.Type, e.Reason, e.Message)
+		o.printf("  %s\t%s\t%s\t%s\n", age(eventTime(e), now), e.Type, e.Reason, e.Message)
 	}
-	return w.Flush()
+	return o.flush()
 }
 
 // transitions returns the breaker's most recent Circuit* Events, oldest first.
@@ -161,4 +161,29 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// tabOut writes a table and keeps the first write error, so that the
+// printing code reads as a list of lines.
+type tabOut struct {
+	w interface {
+		io.Writer
+		Flush() error
+	}
+	err error
+}
+
+func (o *tabOut) printf(format string, args ...any) {
+	if o.err == nil {
+		_, o.err = fmt.Fprintf(o.w, format, args...)
+	}
+}
+
+func (o *tabOut) println(line string) { o.printf("%s\n", line) }
+
+func (o *tabOut) flush() error {
+	if o.err != nil {
+		return fmt.Errorf("writing the table: %w", o.err)
+	}
+	return o.w.Flush()
 }

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,16 +15,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/test/localcp"
 )
 
-// The suite starts one kube-apiserver + etcd for the package, with the CRDs
+// The suite starts one kube-apiserver + etcd for the package (the envtest
+// binaries where localcp finds them), with the CRDs
 // but no operator: tests write each breaker's status themselves to drive it.
 // KUBECONFIG points at it, so that the examples load their configuration the
 // way a program does.
@@ -43,17 +43,10 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) int {
 	logf.SetLogger(logr.Discard())
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-	if err := circuitv1alpha1.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assetsDir(),
+		BinaryAssetsDirectory: localcp.AssetsDir(""),
 	}
 	var err error
 	if cfg, err = testEnv.Start(); err != nil {
@@ -61,7 +54,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = testEnv.Stop() }()
-	if k8sClient, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+	if k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme()}); err != nil {
 		panic(err)
 	}
 	dir, err := os.MkdirTemp("", "breakerclient-")
@@ -114,17 +107,12 @@ func exampleFixtures(ctx context.Context) error {
 	return nil
 }
 
-// assetsDir finds the envtest binaries: KUBEBUILDER_ASSETS if set, otherwise
-// what hack/envtest-assets.sh prints (it builds them if they are missing).
-func assetsDir() string {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir
-	}
-	out, err := exec.Command(filepath.Join("..", "..", "hack", "envtest-assets.sh")).Output()
-	if err != nil {
-		panic(fmt.Sprintf("envtest assets: %v", err))
-	}
-	return strings.TrimSpace(string(out))
+// testScheme knows Namespaces and CircuitBreakers, all the tests create.
+func testScheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(corev1.AddToScheme(scheme))
+	utilruntime.Must(circuitv1alpha1.AddToScheme(scheme))
+	return scheme
 }
 
 // newNamespace creates a fresh namespace for one test.
