@@ -341,3 +341,40 @@ func BenchmarkCallClosed(b *testing.B) {
 		})
 	}
 }
+
+func TestConcurrentCallsWhileTheStateFlipsEndWithTheLastState(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	createBreaker(t, ns, "api", "60s", circuitv1alpha1.StateClosed)
+	c := startClient(t, Options{Namespace: ns, LocalThreshold: 1000, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	for i := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for ctx.Err() == nil {
+				_ = c.Call(ctx, "api", func(context.Context) error {
+					if i%2 == 0 {
+						return errDependency
+					}
+					return nil
+				})
+				_ = c.State("api")
+			}
+		}()
+	}
+	for i := range 6 {
+		state := circuitv1alpha1.StateOpen
+		if i%2 == 1 {
+			state = circuitv1alpha1.StateClosed
+		}
+		setState(t, ns, "api", state, time.Now().Add(time.Minute))
+		time.Sleep(20 * time.Millisecond)
+	}
+	setState(t, ns, "api", circuitv1alpha1.StateOpen, time.Now().Add(time.Minute))
+	g.Eventually(c.State).WithArguments("api").WithTimeout(10 * time.Second).Should(Equal(StateOpen))
+	cancel()
+	for range 8 {
+		<-done
+	}
+}
