@@ -293,6 +293,7 @@ type CircuitBreakerSpec struct {
 	// opens it. The window survives a restart (status.recentProbes) and is cleared
 	// when the circuit closes. Unset: consecutive failures (threshold) only.
 	// +optional
+	//nolint:kubeapilinter // a pointer, so that readers test for nil; omitzero leaves it out when unset.
 	FailureRate *FailureRate `json:"failureRate,omitzero"`
 
 	// slowProbe makes a probe that succeeds slower than this count as failed, with
@@ -307,6 +308,7 @@ type CircuitBreakerSpec struct {
 	// jitterPercent of that, where reopens counts the failed trials since the
 	// circuit last closed. Unset: every Open period lasts timeout.
 	// +optional
+	//nolint:kubeapilinter // a pointer, so that readers test for nil; omitzero leaves it out when unset.
 	Backoff *Backoff `json:"backoff,omitzero"`
 
 	// mode is who decides the state. Auto (the default): the policy above.
@@ -494,6 +496,7 @@ type CircuitBreakerStatus struct {
 	// backoff. Zero while Closed.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
+	//nolint:kubeapilinter // 0 and unset mean the same (no failed trial since Closed), so no pointer is needed.
 	Reopens int32 `json:"reopens,omitempty"`
 
 	// recentProbes is the failureRate window, oldest first, one letter per probe
@@ -503,6 +506,7 @@ type CircuitBreakerStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=100
 	// +kubebuilder:validation:Pattern=`^[SF]*$`
+	//nolint:kubeapilinter // "" and unset mean the same (an empty window), so no pointer is needed.
 	RecentProbes string `json:"recentProbes,omitempty"`
 
 	// forcedMode is the mode that holds the state (ForcedOpen or ForcedClosed);
@@ -513,6 +517,7 @@ type CircuitBreakerStatus struct {
 	// wouldBeOpen is set, under mode ForcedClosed, while the policy would have
 	// the circuit Open; it is cleared by the success that would have closed it.
 	// +optional
+	//nolint:kubeapilinter // false and unset mean the same, so no pointer is needed.
 	WouldBeOpen bool `json:"wouldBeOpen,omitempty"`
 
 	// trippedUntil is, while the trip-until annotation holds the circuit Open,
@@ -523,7 +528,8 @@ type CircuitBreakerStatus struct {
 	// lastHandledTrip is the value of the trip-until annotation last acted on
 	// (or ignored, for a time not in the future).
 	// +optional
-	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	LastHandledTrip string `json:"lastHandledTrip,omitempty"`
 }
 

@@ -40,7 +40,7 @@ type FailureRate struct {
 
 // Backoff lengthens each Open period after a failed trial.
 type Backoff struct {
-	// multiplier: the Open period is timeout * multiplier^reopens (capped by
+	// multiplier makes the Open period timeout * multiplier^reopens (capped by
 	// maxTimeout). Defaults to 2; an integer from 1 to 10.
 	// +optional
 	// +kubebuilder:default=2
@@ -60,5 +60,6 @@ type Backoff struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=50
+	//nolint:kubeapilinter // 0 and unset mean the same (no jitter), so no pointer is needed.
 	JitterPercent int32 `json:"jitterPercent,omitempty"`
 }
