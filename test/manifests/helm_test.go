@@ -126,11 +126,11 @@ func TestHelmChartRendersObjectsTheAPIServerAccepts(t *testing.T) {
 	}{
 		"defaults": {nil, map[string]int{
 			"CustomResourceDefinition": 1, "ServiceAccount": 1, "Deployment": 1, "Service": 1,
-			"Role": 1, "RoleBinding": 1, "ClusterRole": 6, "ClusterRoleBinding": 2,
+			"Role": 1, "RoleBinding": 1, "ClusterRole": 7, "ClusterRoleBinding": 2,
 		}},
 		"every-toggle": {everyToggle, map[string]int{
 			"CustomResourceDefinition": 1, "ServiceAccount": 1, "Deployment": 1, "Service": 1,
-			"Role": 1, "RoleBinding": 1, "ClusterRole": 6, "ClusterRoleBinding": 2,
+			"Role": 1, "RoleBinding": 1, "ClusterRole": 7, "ClusterRoleBinding": 2,
 			"ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1,
 		}},
 	} {
@@ -168,7 +168,7 @@ func TestHelmChartPassesEveryManagerFlag(t *testing.T) {
 		"--leader-elect", "--leader-election-namespace=breaker-leases", "--health-probe-bind-address=:8081",
 		"--metrics-bind-address=:9443", "--metrics-secure=true",
 		"--probe-deny-cidrs=169.254.0.0/16,10.96.0.0/12", "--probe-allow-cidrs=10.0.0.0/8", "--probe-allow-loopback",
-		"--max-concurrent-probes=512", "--max-concurrent-reconciles=8", "--enable-http2", "--zap-log-level=debug",
+		"--max-concurrent-probes=512", "--max-concurrent-probes-per-namespace=128", "--max-concurrent-reconciles=8", "--enable-http2", "--zap-log-level=debug",
 	))
 	defaults := managerArgs(t, decodeAll(t, []byte(helmTemplate(t, "ns", nil))))
 	g.Expect(defaults).NotTo(ContainElement(HavePrefix("--probe-allow-loopback")), "loopback probes stay off by default")
@@ -241,7 +241,7 @@ func TestHelmChartIsCurrentWithTheGeneratedManifests(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(string(got)).To(Equal(string(want)), "dist/chart/%s is not %s: run make helm-chart", chartFile, source)
 	}
-	g.Expect(chart).To(HaveLen(14), "the chart installs nothing that config/default does not")
+	g.Expect(chart).To(HaveLen(15), "the chart installs nothing that config/default does not")
 }
 
 // The toggled parts carry what config carries: the PrometheusRule's groups are

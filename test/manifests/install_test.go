@@ -219,7 +219,7 @@ func TestInstallYAMLIsAcceptedServerSideAndMeetsRestrictedPodSecurity(t *testing
 	}
 	g.Expect(kinds).To(Equal(map[string]int{
 		"CustomResourceDefinition": 1, "Namespace": 1, "ServiceAccount": 1, "Deployment": 1, "Service": 1,
-		"Role": 1, "RoleBinding": 1, "ClusterRole": 6, "ClusterRoleBinding": 2,
+		"Role": 1, "RoleBinding": 1, "ClusterRole": 7, "ClusterRoleBinding": 2,
 	}))
 
 	// A server-side dry run does not create the namespace, so the namespaced
