@@ -501,8 +501,10 @@ type CircuitBreakerStatus struct {
 
 	// recentProbes is the failureRate window, oldest first, one letter per probe
 	// recorded while Closed: S for a success, F for a failure (slow ones
-	// included). At most failureRate.window letters; empty without failureRate
-	// and after the circuit closes.
+	// included). It starts at the first failure: successes while it holds no
+	// failure are not recorded, so that a healthy breaker writes nothing. At most
+	// failureRate.window letters; empty without failureRate and after every
+	// change of state.
 	// +optional
 	// +kubebuilder:validation:MaxLength=100
 	// +kubebuilder:validation:Pattern=`^[SF]*$`

@@ -126,6 +126,8 @@ type Status struct {
 	// Closed; it drives the backoff. Zero while Closed.
 	Reopens int32
 	// Window is the rate window, oldest first, one byte per probe recorded
+	// from the first failure on (a success with no failure in the window is
+	// not recorded, so that a healthy breaker changes nothing)
 	// while Closed: 'S' for a success, 'F' for a failure (slow included). It
 	// holds at most FailureRate.Window (and never more than 100) bytes, is
 	// empty without a FailureRate, and is cleared by every transition, so it is
@@ -456,6 +458,11 @@ func record(w string, rp *RatePolicy, success bool) string {
 	}
 	size := int(min(max(rp.Window, 1), maxWindow))
 	if success {
+		if !strings.Contains(w, "F") {
+			// A window of successes only is left as it is, so that a healthy
+			// breaker writes nothing: the window starts at the first failure.
+			return w
+		}
 		w += "S"
 	} else {
 		w += "F"

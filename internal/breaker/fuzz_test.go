@@ -553,9 +553,12 @@ func (m *machine) recorded(w string, success bool) string {
 	if rp == nil {
 		return ""
 	}
-	if success {
+	switch {
+	case success && !strings.Contains(w, "F"):
+		return w // a window of successes only is not written to
+	case success:
 		w += "S"
-	} else {
+	default:
 		w += "F"
 	}
 	size := int(min(rp.Window, maxWindow))

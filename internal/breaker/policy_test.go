@@ -125,11 +125,25 @@ func TestObserveFailureRate(t *testing.T) {
 			want:    closedWith("SSSS", 0),
 		},
 		{
-			name:    "a window not yet full records a success",
+			name:    "a window not yet full records a success after a failure",
+			policy:  ratePolicy(3, 4, 0, 50),
+			in:      closedWith("SF", 0),
+			outcome: Outcome{Success: true},
+			want:    closedWith("SFS", 0),
+		},
+		{
+			name:    "a window of successes only is not written to, so a healthy breaker writes nothing",
 			policy:  ratePolicy(3, 4, 0, 50),
 			in:      closedWith("SS", 0),
 			outcome: Outcome{Success: true},
-			want:    closedWith("SSS", 0),
+			want:    closedWith("SS", 0),
+		},
+		{
+			name:    "an empty window starts at the first failure",
+			policy:  ratePolicy(3, 4, 0, 50),
+			in:      closedWith("", 0),
+			outcome: Outcome{Success: true},
+			want:    closedWith("", 0),
 		},
 		{
 			name:    "without a failureRate no window is kept, and a stray one is dropped",
@@ -804,7 +818,7 @@ func TestNormalizationOfNewFields(t *testing.T) {
 			name: "a window with other bytes than S and F starts afresh",
 			step: func(s Status) (Status, *Transition) { return Observe(s, p, Outcome{Success: true}, now) },
 			in:   closedWith("SXF", 0),
-			want: closedWith("S", 0),
+			want: closedWith("", 0),
 		},
 		{
 			name: "a window outside Closed is dropped",

@@ -126,7 +126,7 @@ func TestDecideKeepsTheRateWindowAndBackoffInStatus(t *testing.T) {
 	g := NewWithT(t)
 	cb := decideBreaker(closedWith(0, nil), func(cb *circuitv1alpha1.CircuitBreaker) {
 		cb.Spec.Threshold = 100
-		cb.Spec.FailureRate = &circuitv1alpha1.FailureRate{Window: 4, Percent: 50}
+		cb.Spec.FailureRate = &circuitv1alpha1.FailureRate{Window: 4, MinimumProbes: 3, Percent: 50}
 		cb.Spec.Backoff = &circuitv1alpha1.Backoff{Multiplier: 2, MaxTimeout: "1m"}
 	})
 	t0 := decideNow
@@ -139,12 +139,12 @@ func TestDecideKeepsTheRateWindowAndBackoffInStatus(t *testing.T) {
 		}
 	}
 	d := decide(cb, resolvedFor(t, cb), results, t0.Add(2*time.Second), t0.Add(2*time.Second))
-	g.Expect(d.status.RecentProbes).To(Equal("SFS"), "the window survives a restart in status")
+	g.Expect(d.status.RecentProbes).To(Equal("FS"), "the window (from its first failure) survives a restart in status")
 	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
 
 	cb.Status = d.status
 	d = decide(cb, resolvedFor(t, cb), failedProbe(t0.Add(3*time.Second)), t0.Add(3*time.Second), t0.Add(3*time.Second))
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen), "2 of 4 failed: 50%")
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen), "2 of 3 recorded failed: at least 50%")
 	g.Expect(d.transitions[0].Reason).To(Equal(breaker.ReasonFailureRateReached))
 	g.Expect(d.status.RecentProbes).To(BeEmpty())
 
