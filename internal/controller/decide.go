@@ -35,6 +35,9 @@ type decision struct {
 	// again asks for another reconcile at once: the trial's result waits for
 	// the HalfOpen this decision records.
 	again bool
+	// enforce is what the guarded Service of spec.enforce should hold; nil when
+	// there is none to write (no spec.enforce, a conflict, or a blocked breaker).
+	enforce *enforcementPlan
 }
 
 // decide moves a breaker's status forward to now. It is pure: it reads the
@@ -86,9 +89,13 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending *probe.R
 		}
 	}
 	recordStatus(next, s, d.probed, res.service)
-	if res.service.problem != nil {
+	d.enforce = planEnforcement(next, &cb.Status, res.enforce)
+	switch c := res.enforce.conflict; {
+	case res.service.problem != nil:
 		setReady(next, now, metav1.ConditionFalse, res.service.problem.reason, res.service.problem.message)
-	} else {
+	case c != nil:
+		setReady(next, now, metav1.ConditionFalse, c.reason, c.message)
+	default:
 		setReadyFromProbe(next, now, cfg)
 	}
 	setAvailable(next, now)

@@ -100,4 +100,5 @@ func Forget(namespace, name string) {
 	ProbeFailures.DeletePartialMatch(labels)
 	ProbeDuration.DeletePartialMatch(labels)
 	ConsecutiveFailures.DeletePartialMatch(labels)
+	forgetEnforcement(labels)
 }
