@@ -112,6 +112,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	metrics.SetState("dashboard-test", "cb", "Closed", 0)
 	metrics.ObserveTransition("dashboard-test", "cb", "Closed", "Open")
 	metrics.ObserveProbe("dashboard-test", "cb", false, "timeout", time.Second)
+	metrics.SetEnforcement("dashboard-test", "cb", "Fallback", 1)
 	defer metrics.Forget("dashboard-test", "cb")
 
 	families, err := ctrlmetrics.Registry.Gather()
@@ -133,8 +134,8 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	}
 	// Guards the guard: if the calls above stop touching a collector, its
 	// metric would be wrongly refused; if they touch none, everything would be.
-	if len(names) != 9 {
-		t.Fatalf("expected the 6 circuitbreaker_* families (9 names with the histogram series), got %v", slices.Sorted(maps.Keys(names)))
+	if len(names) != 11 {
+		t.Fatalf("expected the 8 circuitbreaker_* families (11 names with the histogram series), got %v", slices.Sorted(maps.Keys(names)))
 	}
 	return names
 }
@@ -218,6 +219,8 @@ func TestDashboardHasThePanelsTheIssueAsksFor(t *testing.T) {
 	g.Expect(series).To(ContainElement(ContainSubstring("circuitbreaker_transitions_total")))
 	g.Expect(series).To(ContainElement(ContainSubstring("circuitbreaker_probe_failures_total")))
 	g.Expect(series).To(ContainElement(ContainSubstring("circuitbreaker_consecutive_failures")))
+	g.Expect(series).To(ContainElement(ContainSubstring("circuitbreaker_endpoints_ejected")), "spec.enforce: ejected endpoints")
+	g.Expect(series).To(ContainElement(ContainSubstring("circuitbreaker_routing")), "spec.enforce: where guarded Services route")
 	for _, q := range []string{"0.5", "0.9", "0.99"} {
 		g.Expect(series).To(ContainElement(ContainSubstring("histogram_quantile(" + q + ", ")))
 	}
