@@ -322,3 +322,38 @@ func editSpec(g Gomega, ns, name string, edit func(*circuitv1alpha1.CircuitBreak
 		return k8sClient.Update(context.Background(), cb)
 	}).WithTimeout(5 * time.Second).Should(Succeed())
 }
+
+func TestEnforceSpecsAreRefusedNamingTheField(t *testing.T) {
+	ns := newNamespace(t)
+	svc := `target: {service: {name: api, port: http}}`
+	cases := []struct {
+		name, spec string
+		want       []string
+	}{
+		{"enforce on a url target", `{target: {url: "http://h"}, enforce: {serviceName: g}}`,
+			[]string{"spec", "enforce applies only to target.service"}},
+		{"no serviceName", `{` + svc + `, enforce: {}}`, []string{"spec.enforce.serviceName", "Required"}},
+		{"bad serviceName", `{` + svc + `, enforce: {serviceName: "Api_G"}}`, []string{"spec.enforce.serviceName"}},
+		{"the target itself", `{` + svc + `, enforce: {serviceName: api}}`,
+			[]string{"spec", "enforce.serviceName must differ from target.service.name"}},
+		{"the fallback itself", `{` + svc + `, enforce: {serviceName: g, fallback: {serviceName: g}}}`,
+			[]string{"spec", "enforce.fallback.serviceName"}},
+		{"fallback without serviceName", `{` + svc + `, enforce: {serviceName: g, fallback: {}}}`,
+			[]string{"spec.enforce.fallback.serviceName", "Required"}},
+		{"consecutiveFailures zero", `{` + svc + `, enforce: {serviceName: g, ejection: {consecutiveFailures: 0}}}`,
+			[]string{"spec.enforce.ejection.consecutiveFailures"}},
+		{"maxEjectionPercent above 100", `{` + svc + `, enforce: {serviceName: g, ejection: {maxEjectionPercent: 101}}}`,
+			[]string{"spec.enforce.ejection.maxEjectionPercent"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { expectRefused(t, ns, tc.spec, tc.want) })
+	}
+
+	g := NewWithT(t)
+	spec := serviceSpec("api", intstr.FromString("http"), 100)
+	spec.Enforce = &circuitv1alpha1.Enforce{ServiceName: "api-guarded", Ejection: &circuitv1alpha1.Ejection{}}
+	createBreaker(t, ns, "defaults", spec)
+	got := getBreaker(g, ns, "defaults").Spec.Enforce.Ejection
+	g.Expect(got.ConsecutiveFailures).To(Equal(circuitv1alpha1.DefaultEjectionConsecutiveFailures))
+	g.Expect(got.MaxEjectionPercent).To(Equal(circuitv1alpha1.DefaultMaxEjectionPercent))
+}
