@@ -287,7 +287,7 @@ func guardedSlices(service string, src []discoveryv1.EndpointSlice, skip map[str
 			}
 		}
 	})
-	var out []discoveryv1.EndpointSlice
+	out := make([]discoveryv1.EndpointSlice, 0, len(keys))
 	perFamily := map[discoveryv1.AddressType]int{}
 	for _, k := range keys {
 		s := groups[k].slice

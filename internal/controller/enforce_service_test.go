@@ -267,7 +267,7 @@ func TestEnforceRemovedDeletesTheGuardedServiceAndTheBreakerOwnsWhatItWrites(t *
 	ns := newNamespace(t)
 	f := newServiceFixture(t, ns, "gone", "10.0.16.1", "10.0.16.2")
 	startOperatorWithDial(t, ns, f.net.dial)
-	cb := createBreaker(t, ns, "gone", enforceSpec("gone", ""))
+	createBreaker(t, ns, "gone", enforceSpec("gone", ""))
 	g.Eventually(func(g Gomega) {
 		g.Expect(guardedAddresses(g, ns, "gone-guarded")).To(HaveLen(2))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
@@ -293,7 +293,7 @@ func TestEnforceRemovedDeletesTheGuardedServiceAndTheBreakerOwnsWhatItWrites(t *
 	// everything written is controlled by the breaker, which is what the
 	// collector acts on.
 	editSpec(g, ns, "gone", func(s *circuitv1alpha1.CircuitBreakerSpec) { s.Enforce = enforceSpec("gone", "").Enforce })
-	cb = getBreaker(g, ns, "gone")
+	cb := getBreaker(g, ns, "gone")
 	g.Eventually(func(g Gomega) {
 		g.Expect(guardedAddresses(g, ns, "gone-guarded")).To(HaveLen(2))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
