@@ -229,21 +229,7 @@ func (r *CircuitBreakerReconciler) emitEnforcementEvents(cb *circuitv1alpha1.Cir
 // breakersForEnforcedService maps a Service or EndpointSlice to the breakers
 // whose guarded Service or fallback it is (or belongs to).
 func (r *CircuitBreakerReconciler) breakersForEnforcedService(ctx context.Context, obj client.Object) []reconcile.Request {
-	name := obj.GetName()
-	if _, isSlice := obj.(*discoveryv1.EndpointSlice); isSlice {
-		if name = obj.GetLabels()[discoveryv1.LabelServiceName]; name == "" {
-			return nil
-		}
-	}
-	list := &circuitv1alpha1.CircuitBreakerList{}
-	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{enforcedServiceField: name}); err != nil {
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, cb := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: cb.Namespace, Name: cb.Name}})
-	}
-	return reqs
+	return r.breakersIndexedBy(ctx, obj, enforcedServiceField)
 }
 
 func indexEnforcedServices(obj client.Object) []string {

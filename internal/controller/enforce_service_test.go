@@ -109,15 +109,24 @@ func expectControlledBy(g Gomega, obj metav1.Object, cb *circuitv1alpha1.Circuit
 	g.Expect(ref.UID).To(Equal(cb.UID))
 }
 
+// startEnforcing runs the operator on a fresh namespace with a Service name
+// of addrs and a breaker name guarding it, and waits until the guarded
+// Service serves every endpoint.
+func startEnforcing(t *testing.T, name string, addrs ...string) (string, *serviceFixture) {
+	t.Helper()
+	ns := newNamespace(t)
+	f := newServiceFixture(t, ns, name, addrs...)
+	startOperatorWithDial(t, ns, f.net.dial)
+	createBreaker(t, ns, name, enforceSpec(name, ""))
+	NewWithT(t).Eventually(func(g Gomega) {
+		g.Expect(guardedAddresses(g, ns, name+"-guarded")).To(HaveLen(len(addrs)))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	return ns, f
+}
+
 func TestEnforceEjectsAFailingEndpointAndRestoresItAfterOneGoodRound(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	f := newServiceFixture(t, ns, "eject", "10.0.12.1", "10.0.12.2", "10.0.12.3")
-	startOperatorWithDial(t, ns, f.net.dial)
-	createBreaker(t, ns, "eject", enforceSpec("eject", ""))
-	g.Eventually(func(g Gomega) {
-		g.Expect(guardedAddresses(g, ns, "eject-guarded")).To(HaveLen(3))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	ns, f := startEnforcing(t, "eject", "10.0.12.1", "10.0.12.2", "10.0.12.3")
 
 	f.targets["10.0.12.2"].healthy.Store(false)
 	g.Eventually(func(g Gomega) {
@@ -146,13 +155,7 @@ func TestEnforceEjectsAFailingEndpointAndRestoresItAfterOneGoodRound(t *testing.
 
 func TestEnforceMaxEjectionPercentHoldsWhenTwoOfThreeFail(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	f := newServiceFixture(t, ns, "cap", "10.0.13.1", "10.0.13.2", "10.0.13.3")
-	startOperatorWithDial(t, ns, f.net.dial)
-	createBreaker(t, ns, "cap", enforceSpec("cap", ""))
-	g.Eventually(func(g Gomega) {
-		g.Expect(guardedAddresses(g, ns, "cap-guarded")).To(HaveLen(3))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	ns, f := startEnforcing(t, "cap", "10.0.13.1", "10.0.13.2", "10.0.13.3")
 
 	// .3 fails first, so it has failed longest: it is the one ejected.
 	f.targets["10.0.13.3"].healthy.Store(false)

@@ -38,13 +38,7 @@ func SetEnforcement(namespace, name, routing string, ejected int32) {
 		EndpointsEjected.DeleteLabelValues(namespace, name)
 		return
 	}
-	for _, r := range Routings {
-		v := 0.0
-		if r == routing {
-			v = 1
-		}
-		Routing.WithLabelValues(namespace, name, r).Set(v)
-	}
+	setOneHot(Routing, namespace, name, Routings, routing)
 	EndpointsEjected.WithLabelValues(namespace, name).Set(float64(ejected))
 }
 
