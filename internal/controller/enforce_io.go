@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -111,7 +112,7 @@ func (r *CircuitBreakerReconciler) ensureGuardedService(ctx context.Context, cb 
 		}
 		svc = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: cb.Namespace, Name: plan.serviceName},
 			Spec: corev1.ServiceSpec{Ports: plan.ports}}
-		if err := controllerutil.SetControllerReference(cb, svc, r.Scheme()); err != nil {
+		if err := setOwner(cb, svc, r.Scheme()); err != nil {
 			return err
 		}
 		logf.FromContext(ctx).Info("Creating guarded Service", "service", plan.serviceName)
@@ -147,7 +148,7 @@ func (r *CircuitBreakerReconciler) ensureSlice(ctx context.Context, cb *circuitv
 	if apierrors.IsNotFound(err) {
 		slice := want.DeepCopy()
 		slice.Namespace = cb.Namespace
-		if err := controllerutil.SetControllerReference(cb, slice, r.Scheme()); err != nil {
+		if err := setOwner(cb, slice, r.Scheme()); err != nil {
 			return err
 		}
 		return ignoreAlreadyExists(r.Create(ctx, slice))
@@ -207,6 +208,15 @@ func (r *CircuitBreakerReconciler) deleteOwnedExcept(ctx context.Context, cb *ci
 		}
 	}
 	return nil
+}
+
+// setOwner makes the breaker the controller of obj, so that the garbage
+// collector deletes obj with it. Without blockOwnerDeletion: setting that
+// needs update on circuitbreakers/finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin runs, a permission
+// the manager has no other use for.
+func setOwner(cb *circuitv1alpha1.CircuitBreaker, obj metav1.Object, scheme *runtime.Scheme) error {
+	return controllerutil.SetControllerReference(cb, obj, scheme, controllerutil.WithBlockOwnerDeletion(false))
 }
 
 func ignoreAlreadyExists(err error) error {

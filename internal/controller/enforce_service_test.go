@@ -107,6 +107,8 @@ func expectControlledBy(g Gomega, obj metav1.Object, cb *circuitv1alpha1.Circuit
 	g.Expect(ref.Kind).To(Equal("CircuitBreaker"))
 	g.Expect(ref.Name).To(Equal(cb.Name))
 	g.Expect(ref.UID).To(Equal(cb.UID))
+	g.Expect(ptr.Deref(ref.BlockOwnerDeletion, false)).To(BeFalse(),
+		"blocking needs update on circuitbreakers/finalizers, which the manager is not granted")
 }
 
 // startEnforcing runs the operator on a fresh namespace with a Service name
