@@ -21,10 +21,12 @@ log() { echo "envtest-assets: $*" >&2; }
 
 have() { [[ -x "$DEST/$1" ]]; }
 
-if [[ "${1:-}" == kube-proxy ]] && have kube-proxy; then
+MODE="${1:-}"
+
+if [[ "${MODE}" == kube-proxy ]] && have kube-proxy; then
   echo "$DEST/kube-proxy"
   exit 0
-elif [[ "${1:-}" != kube-proxy ]] && have etcd && have kube-apiserver && have kubectl; then
+elif [[ "${MODE}" != kube-proxy ]] && have etcd && have kube-apiserver && have kubectl; then
   echo "$DEST"
   exit 0
 fi
@@ -74,7 +76,9 @@ k8s_wrapper() {
     printf 'module envtest.local/kubernetes\n\ngo 1.26\n\nrequire k8s.io/kubernetes v%s\n\n' "$K8S_VERSION"
     for m in $staging; do printf 'replace %s => %s v0.%s\n' "$m" "$m" "${K8S_VERSION#1.}"; done
   } >"$mod/go.mod"
-  printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\t_ "k8s.io/kubectl/pkg/cmd"\n\t_ "k8s.io/kubernetes/cmd/kube-proxy/app"\n)\n' >"$mod/tools.go"
+  local tools='\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\t_ "k8s.io/kubectl/pkg/cmd"\n'
+  [[ "${MODE}" == kube-proxy ]] && tools='\t_ "k8s.io/kubernetes/cmd/kube-proxy/app"\n'
+  printf "package tools\n\nimport (\n${tools})\n" >"$mod/tools.go"
   (cd "$mod" && go mod tidy >/dev/null 2>&1 || true)
 }
 
@@ -93,7 +97,7 @@ build_k8s() {
   mv "$DEST/${bin}.tmp" "$DEST/${bin}"
 }
 
-if [[ "${1:-}" == kube-proxy ]]; then
+if [[ "${MODE}" == kube-proxy ]]; then
   build_k8s kube-proxy k8s.io/kubernetes/cmd/kube-proxy
   "$DEST/kube-proxy" --version >&2
   echo "$DEST/kube-proxy"
