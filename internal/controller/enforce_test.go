@@ -2,13 +2,18 @@ package controller
 
 import (
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
 // These tests need no control plane: they run in `make test-unit` (-short).
@@ -218,4 +223,54 @@ func TestPlanEnforcementRoutesByStateAndReportsChanges(t *testing.T) {
 			g.Expect(tc.next.Status.Enforcement.EndpointsEjected).To(Equal(wantEjected))
 		})
 	}
+}
+
+func enforcingDecideBreaker(mutate ...func(*circuitv1alpha1.CircuitBreaker)) *circuitv1alpha1.CircuitBreaker {
+	return decideBreaker(append([]func(*circuitv1alpha1.CircuitBreaker){func(cb *circuitv1alpha1.CircuitBreaker) {
+		cb.Spec.Target = circuitv1alpha1.Target{Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromString("http")}}
+		cb.Spec.Enforce = &circuitv1alpha1.Enforce{ServiceName: "api-guarded",
+			Fallback: &circuitv1alpha1.Fallback{ServiceName: "api-degraded"}}
+		cb.Status.Enforcement = &circuitv1alpha1.EnforcementStatus{ServiceName: "api-guarded",
+			Routing: circuitv1alpha1.RoutingTarget, EndpointsServed: 2}
+	}}, mutate...)...)
+}
+
+func TestTheDecisionThatOpensTheCircuitReroutesTheGuardedService(t *testing.T) {
+	g := NewWithT(t)
+	cb := enforcingDecideBreaker(closedWith(2, nil))
+	res := resolvedFor(t, cb)
+	res.enforce = enforceInput{
+		ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
+		target:   []discoveryv1.EndpointSlice{ipSlice("t", discoveryv1.AddressTypeIPv4, 8080, "10.0.0.1", "10.0.0.2")},
+		fallback: []discoveryv1.EndpointSlice{ipSlice("f", discoveryv1.AddressTypeIPv4, 8080, "10.0.9.1")},
+	}
+	failed := &probe.Result{Success: false, Reason: circuitv1alpha1.ProbeReasonHTTPStatus, Start: decideNow.Add(-time.Second)}
+
+	d := decide(cb, res, failed, decideNow.Add(-time.Second), decideNow)
+	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen))
+	g.Expect(d.status.Enforcement.Routing).To(Equal(circuitv1alpha1.RoutingFallback))
+	g.Expect(sliceAddrs(d.enforce.slices)).To(Equal(map[string][]string{"api-guarded-ipv4": {"10.0.9.1"}}))
+	g.Expect(d.enforce.events).To(HaveLen(1))
+	g.Expect(d.enforce.events[0].reason).To(Equal(circuitv1alpha1.EventTrafficRerouted))
+	g.Expect(d.enforce.events[0].message).To(ContainSubstring("api-degraded"))
+
+	// Deciding again from the stored status plans the same slices and no Event.
+	stored := cb.DeepCopy()
+	stored.Status = d.status
+	again := decide(stored, res, nil, decideNow.Add(-time.Second), decideNow)
+	g.Expect(again.enforce.slices).To(Equal(d.enforce.slices))
+	g.Expect(again.enforce.events).To(BeEmpty())
+}
+
+func TestAConflictingServiceSetsReadyFalseAndPlansNothing(t *testing.T) {
+	g := NewWithT(t)
+	cb := enforcingDecideBreaker(closedWith(0, nil))
+	res := resolvedFor(t, cb)
+	res.enforce = enforceInput{conflict: &problem{circuitv1alpha1.ReasonEnforcementConflict, "taken"}}
+	d := decide(cb, res, nil, time.Time{}, decideNow)
+	g.Expect(d.enforce).To(BeNil())
+	g.Expect(d.status.Enforcement).To(BeNil())
+	ready := apimeta.FindStatusCondition(d.status.Conditions, circuitv1alpha1.ConditionReady)
+	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonEnforcementConflict))
 }
