@@ -5,6 +5,8 @@
 # finds them, and a second run is a no-op.
 #
 # Usage: hack/envtest-assets.sh            prints the assets directory on stdout
+#        hack/envtest-assets.sh kube-proxy builds only kube-proxy (for the e2e test
+#                                          of spec.enforce) and prints its path
 # Honours KUBEBUILDER_ASSETS: when it is set, binaries already there are used as
 # they are, and missing ones are built into it.
 set -euo pipefail
@@ -19,7 +21,12 @@ log() { echo "envtest-assets: $*" >&2; }
 
 have() { [[ -x "$DEST/$1" ]]; }
 
-if have etcd && have kube-apiserver && have kubectl; then
+MODE="${1:-}"
+
+if [[ "${MODE}" == kube-proxy ]] && have kube-proxy; then
+  echo "$DEST/kube-proxy"
+  exit 0
+elif [[ "${MODE}" != kube-proxy ]] && have etcd && have kube-apiserver && have kubectl; then
   echo "$DEST"
   exit 0
 fi
@@ -69,7 +76,9 @@ k8s_wrapper() {
     printf 'module envtest.local/kubernetes\n\ngo 1.26\n\nrequire k8s.io/kubernetes v%s\n\n' "$K8S_VERSION"
     for m in $staging; do printf 'replace %s => %s v0.%s\n' "$m" "$m" "${K8S_VERSION#1.}"; done
   } >"$mod/go.mod"
-  printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\t_ "k8s.io/kubectl/pkg/cmd"\n)\n' >"$mod/tools.go"
+  local tools='\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\t_ "k8s.io/kubectl/pkg/cmd"\n'
+  [[ "${MODE}" == kube-proxy ]] && tools='\t_ "k8s.io/kubernetes/cmd/kube-proxy/app"\n'
+  printf "package tools\n\nimport (\n${tools})\n" >"$mod/tools.go"
   (cd "$mod" && go mod tidy >/dev/null 2>&1 || true)
 }
 
@@ -88,6 +97,12 @@ build_k8s() {
   mv "$DEST/${bin}.tmp" "$DEST/${bin}"
 }
 
+if [[ "${MODE}" == kube-proxy ]]; then
+  build_k8s kube-proxy k8s.io/kubernetes/cmd/kube-proxy
+  "$DEST/kube-proxy" --version >&2
+  echo "$DEST/kube-proxy"
+  exit 0
+fi
 have etcd || build_etcd
 have kube-apiserver || build_k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 have kubectl || build_k8s kubectl k8s.io/kubernetes/cmd/kubectl

@@ -228,6 +228,8 @@ type TLSConfig struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.slowProbe) || !has(self.retryTimeout) || !self.slowProbe.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || !self.retryTimeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || duration(self.slowProbe) < duration(self.retryTimeout)",message="slowProbe must be less than retryTimeout",fieldPath=".slowProbe"
 // +kubebuilder:validation:XValidation:rule="!has(self.backoff) || !has(self.timeout) || !self.backoff.maxTimeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || !self.timeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || duration(self.backoff.maxTimeout) >= duration(self.timeout)",message="backoff.maxTimeout must be at least timeout",fieldPath=".backoff.maxTimeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.http) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('http') : (!has(self.target.service) || !has(self.target.service.scheme) || self.target.service.scheme != 'TCP'))",message="http applies only to http:// and https:// targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.enforce) || has(self.target.service)",message="enforce applies only to target.service"
+// +kubebuilder:validation:XValidation:rule="!has(self.enforce) || !has(self.target.service) || (self.enforce.serviceName != self.target.service.name && (!has(self.enforce.fallback) || self.enforce.fallback.serviceName != self.enforce.serviceName))",message="enforce.serviceName must differ from target.service.name and enforce.fallback.serviceName"
 type CircuitBreakerSpec struct {
 	// target is what the breaker probes.
 	// +required
@@ -321,6 +323,12 @@ type CircuitBreakerSpec struct {
 	// +optional
 	// +kubebuilder:default=Auto
 	Mode Mode `json:"mode,omitempty"`
+
+	// enforce makes a Service target's breaker route traffic through a guarded
+	// Service that it owns; only with target.service. See Enforce.
+	// +optional
+	//nolint:kubeapilinter // a pointer, so that readers test for nil; omitzero leaves it out when unset.
+	Enforce *Enforce `json:"enforce,omitzero"`
 }
 
 // LastProbe records a probe. To keep API traffic low it is written together with
@@ -403,6 +411,10 @@ type EndpointStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	//nolint:kubeapilinter // 0 is a count like any other and always shown, so never omitted and no pointer.
 	ConsecutiveFailures int32 `json:"consecutiveFailures"`
+	// ejected is true while the endpoint is ejected from the guarded Service (spec.enforce.ejection).
+	// +optional
+	//nolint:kubeapilinter // false and unset mean the same (served), so no pointer is needed.
+	Ejected bool `json:"ejected,omitempty"`
 }
 
 // CircuitBreakerStatus is the observed state of a CircuitBreaker. It holds
@@ -479,6 +491,12 @@ type CircuitBreakerStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	//nolint:kubeapilinter // 0 and unset mean the same (no Service target, or none failing), so no pointer is needed.
 	EndpointsFailing int32 `json:"endpointsFailing,omitempty"`
+
+	// enforcement says what the guarded Service of spec.enforce serves; unset
+	// without spec.enforce, or while another owner's Service holds its name.
+	// +optional
+	//nolint:kubeapilinter // a pointer, so that readers test for nil; omitzero leaves it out when unset.
+	Enforcement *EnforcementStatus `json:"enforcement,omitzero"`
 
 	// lastHandledReset is the value of the circuit.resilience.dev/reset annotation
 	// that was last acted on.

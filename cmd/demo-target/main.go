@@ -8,7 +8,8 @@
 //	curl -X POST http://127.0.0.1:8090/heal
 //
 // or with the signals SIGUSR1 (break) and SIGUSR2 (heal). GET /state reports
-// the state and how many health checks it answered.
+// the state and how many health checks it answered; GET /whoami the address
+// the request arrived at.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -65,6 +67,12 @@ func (t *target) routes() http.Handler {
 		mux.HandleFunc(m+" /break", control(true))
 		mux.HandleFunc(m+" /heal", control(false))
 	}
+	// GET /whoami names the address the request arrived at, whatever the state:
+	// behind a Service, it tells which endpoint answered.
+	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+		addr, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		_, _ = fmt.Fprintln(w, addr)
+	})
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintf(w, "%s, %d health checks answered\n", stateName(t.broken.Load()), t.checks.Load())
 	})

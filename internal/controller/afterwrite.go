@@ -55,6 +55,12 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 		r.emitTransition(cb, t, last)
 	}
 	metrics.SetState(cb.Namespace, cb.Name, string(cb.Status.State), cb.Status.ConsecutiveFailures)
+	r.emitEnforcementEvents(cb, d.enforce)
+	if e := cb.Status.Enforcement; e != nil {
+		metrics.SetEnforcement(cb.Namespace, cb.Name, string(e.Routing), e.EndpointsEjected)
+	} else {
+		metrics.SetEnforcement(cb.Namespace, cb.Name, "", 0)
+	}
 }
 
 // emitPolicyEvents reports what a mode or the trip-until annotation did, and

@@ -55,10 +55,10 @@ type CircuitBreakerReconciler struct {
 // +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=circuit.resilience.dev,resources=circuitbreakers/status,verbs=patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
-// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch;create;patch;delete
 
 // Reconcile records the latest probe result and timed moves of one breaker,
 // writes its status if it changed, and schedules its next probe or wake-up.
@@ -115,6 +115,12 @@ func (r *CircuitBreakerReconciler) decideAndWrite(ctx context.Context, cb *circu
 	}
 	d := decide(cb, res, pending, r.Runner.LastStart(key, res.settings.specID), now)
 	r.schedule(key, d)
+	// Traffic follows the decision before the decision is recorded: a status
+	// that says Open always has slices that say so, and a failed slice write
+	// leaves the probe result pending, to be decided again, never counted twice.
+	if err := r.applyEnforcement(ctx, cb, d.enforce); err != nil {
+		return d, err
+	}
 	if d.deferWrite || equality.Semantic.DeepEqual(cb.Status, d.status) {
 		return d, nil
 	}
@@ -169,6 +175,10 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		serviceNameField, indexServiceName); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &circuitv1alpha1.CircuitBreaker{},
+		enforcedServiceField, indexEnforcedServices); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		// Our own status writes change neither generation nor annotations, so they
 		// do not wake the controller up again.
@@ -177,6 +187,12 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Service targets follow their Service and its EndpointSlices through the cache.
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.breakersForService)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.breakersForService)).
+		// spec.enforce: the guarded Service and slices it owns (restored if edited),
+		// the fallback's slices, and a conflicting Service of the guarded name.
+		Owns(&corev1.Service{}).
+		Owns(&discoveryv1.EndpointSlice{}).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.breakersForEnforcedService)).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.breakersForEnforcedService)).
 		// A Namespace's allowed probe ranges (an annotation) apply to its breakers.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.breakersInNamespace),
 			builder.OnlyMetadata, builder.WithPredicates(predicate.AnnotationChangedPredicate{})).

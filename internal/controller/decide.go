@@ -47,6 +47,9 @@ type decision struct {
 	// result (or its deadline) so that both go out in one write; wake is then
 	// when to write it anyway.
 	deferWrite bool
+	// enforce is what the guarded Service of spec.enforce should hold; nil when
+	// there is none to write (no spec.enforce, a conflict, or a blocked breaker).
+	enforce *enforcementPlan
 }
 
 // firstResultGrace is how long past its creation plus retryTimeout a new
@@ -126,9 +129,13 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending []probe.
 		}
 	}
 	recordStatus(next, s, d.probed, res.service)
-	if res.service.problem != nil {
+	d.enforce = planEnforcement(next, &cb.Status, res.enforce)
+	switch c := res.enforce.conflict; {
+	case res.service.problem != nil:
 		setReady(next, now, metav1.ConditionFalse, res.service.problem.reason, res.service.problem.message)
-	} else {
+	case c != nil:
+		setReady(next, now, metav1.ConditionFalse, c.reason, c.message)
+	default:
 		setReadyFromProbe(next, now, cfg)
 	}
 	setAvailable(next, now)

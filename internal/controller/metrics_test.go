@@ -232,7 +232,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 			for _, lp := range m.GetLabel() {
 				g.Expect(lp.GetValue()).NotTo(Or(ContainSubstring("http://"), ContainSubstring("/")),
 					"label %s of %s", lp.GetName(), mf.GetName())
-				g.Expect(lp.GetName()).To(BeElementOf("namespace", "name", "state", "from", "to", "result", "reason", "le"))
+				g.Expect(lp.GetName()).To(BeElementOf("namespace", "name", "state", "from", "to", "result", "reason", "le", "routing"))
 			}
 		}
 	}

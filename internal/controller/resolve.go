@@ -22,6 +22,8 @@ type resolution struct {
 	// service holds a Service target's endpoints, and the problem resolving
 	// them if any: such a breaker still probes (its rounds fail) and says why.
 	service resolved
+	// enforce is what spec.enforce needs read; empty without it.
+	enforce enforceInput
 }
 
 // resolve does all the reading a decision needs: it parses the spec, looks up
@@ -44,6 +46,9 @@ func (r *CircuitBreakerReconciler) resolve(ctx context.Context, cb *circuitv1alp
 		cfg.target.Round.ServerName = st.Name + "." + cb.Namespace + ".svc"
 		if res.service.problem != nil {
 			cfg.target.Round.Unresolved = res.service.problem.reason
+		}
+		if res.enforce, err = r.resolveEnforcement(ctx, cb); err != nil {
+			return res, err
 		}
 	}
 	allowed, restricted, nsProblem, err := r.namespaceRanges(ctx, cb.Namespace)

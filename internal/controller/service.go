@@ -172,6 +172,12 @@ func targetSummary(t circuitv1alpha1.Target) string {
 
 // breakersForService maps a Service or EndpointSlice to the breakers that target it.
 func (r *CircuitBreakerReconciler) breakersForService(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.breakersIndexedBy(ctx, obj, serviceNameField)
+}
+
+// breakersIndexedBy maps a Service, or an EndpointSlice by its Service, to the
+// breakers whose field (an index of Service names) names it.
+func (r *CircuitBreakerReconciler) breakersIndexedBy(ctx context.Context, obj client.Object, field string) []reconcile.Request {
 	name := obj.GetName()
 	if _, isSlice := obj.(*discoveryv1.EndpointSlice); isSlice {
 		name = obj.GetLabels()[discoveryv1.LabelServiceName]
@@ -180,7 +186,7 @@ func (r *CircuitBreakerReconciler) breakersForService(ctx context.Context, obj c
 		}
 	}
 	list := &circuitv1alpha1.CircuitBreakerList{}
-	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{serviceNameField: name}); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{field: name}); err != nil {
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))

@@ -108,28 +108,33 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"http on a tcp target", `{target: {url: "tcp://h:5432"}, http: {expectedStatuses: ["200"]}}`, []string{"spec", "http applies only to http:// and https:// targets"}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			g := NewWithT(t)
-			obj := &unstructured.Unstructured{}
-			var spec any
-			g.Expect(yaml.Unmarshal([]byte(tc.spec), &spec)).To(Succeed())
-			obj.SetUnstructuredContent(map[string]any{
-				"apiVersion": circuitv1alpha1.GroupVersion.String(),
-				"kind":       "CircuitBreaker",
-				"metadata":   map[string]any{"name": "bad", "namespace": ns},
-				"spec":       spec,
-			})
-			err := k8sClient.Create(context.Background(), obj)
-			g.Expect(err).To(HaveOccurred(), "the API server accepted %s", tc.spec)
-			g.Expect(apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)).To(BeTrue(), "%v", err)
-			for _, w := range tc.want {
-				g.Expect(err.Error()).To(ContainSubstring(w))
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { expectRefused(t, ns, tc.spec, tc.want) })
 	}
 	list := &circuitv1alpha1.CircuitBreakerList{}
 	NewWithT(t).Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
 	NewWithT(t).Expect(list.Items).To(BeEmpty())
+}
+
+// expectRefused creates a breaker with spec (YAML) and expects the API server
+// to refuse it with a message holding every substring of want.
+func expectRefused(t *testing.T, ns, spec string, want []string) {
+	t.Helper()
+	g := NewWithT(t)
+	obj := &unstructured.Unstructured{}
+	var content any
+	g.Expect(yaml.Unmarshal([]byte(spec), &content)).To(Succeed())
+	obj.SetUnstructuredContent(map[string]any{
+		"apiVersion": circuitv1alpha1.GroupVersion.String(),
+		"kind":       "CircuitBreaker",
+		"metadata":   map[string]any{"name": "bad", "namespace": ns},
+		"spec":       content,
+	})
+	err := k8sClient.Create(context.Background(), obj)
+	g.Expect(err).To(HaveOccurred(), "the API server accepted %s", spec)
+	g.Expect(apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)).To(BeTrue(), "%v", err)
+	for _, w := range want {
+		g.Expect(err.Error()).To(ContainSubstring(w))
+	}
 }
 
 // Unknown fields are refused when the client asks for strict validation, as

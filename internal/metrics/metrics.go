@@ -130,14 +130,19 @@ func ensure(namespace, name string) {
 // SetState records the current state and failure count of a breaker.
 func SetState(namespace, name, state string, failures int32) {
 	ensure(namespace, name)
-	for _, s := range States {
-		v := 0.0
-		if s == state {
-			v = 1
-		}
-		State.WithLabelValues(namespace, name, s).Set(v)
-	}
+	setOneHot(State, namespace, name, States, state)
 	ConsecutiveFailures.WithLabelValues(namespace, name).Set(float64(failures))
+}
+
+// setOneHot sets vec's series of the breaker to 1 for current and 0 for the other values.
+func setOneHot(vec *prometheus.GaugeVec, namespace, name string, values []string, current string) {
+	for _, v := range values {
+		x := 0.0
+		if v == current {
+			x = 1
+		}
+		vec.WithLabelValues(namespace, name, v).Set(x)
+	}
 }
 
 // ObserveTransition counts a state change.
@@ -175,4 +180,5 @@ func Forget(namespace, name string) {
 	ProbeFailures.DeletePartialMatch(labels)
 	ProbeDuration.DeletePartialMatch(labels)
 	ConsecutiveFailures.DeletePartialMatch(labels)
+	forgetEnforcement(labels)
 }

@@ -271,6 +271,7 @@ func TestCollectorsAreRegisteredOnControllerRuntimesRegistry(t *testing.T) {
 	g.Expect(got).To(Equal(map[string]dto.MetricType{
 		"circuitbreaker_state":                  dto.MetricType_GAUGE,
 		"circuitbreaker_transitions_total":      dto.MetricType_COUNTER,
+		"circuitbreaker_would_open_total":       dto.MetricType_COUNTER,
 		"circuitbreaker_probes_total":           dto.MetricType_COUNTER,
 		"circuitbreaker_probe_failures_total":   dto.MetricType_COUNTER,
 		"circuitbreaker_probe_duration_seconds": dto.MetricType_HISTOGRAM,

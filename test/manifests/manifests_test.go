@@ -77,12 +77,21 @@ func TestManagerRoleGrantsExactlyWhatTheControllerUses(t *testing.T) {
 		}
 	}
 	read := func(gr string) []string { return []string{gr + ":get", gr + ":list", gr + ":watch"} }
+	write := func(gr string) []string {
+		return []string{gr + ":create", gr + ":patch", gr + ":delete"}
+	}
 	want := slices.Concat(
 		// namespaces: the probe-allowed-cidrs annotation an admin sets on a Namespace.
 		read("/configmaps"), read("/namespaces"), read("/secrets"), read("/services"),
 		read("circuit.resilience.dev/circuitbreakers"),
 		[]string{"circuit.resilience.dev/circuitbreakers/status:patch"},
 		read("discovery.k8s.io/endpointslices"),
+		// spec.enforce: the guarded Service and its EndpointSlices are created,
+		// kept in step with the breaker and deleted when enforce is removed. The
+		// controller only writes objects it controls (owner reference) and leaves
+		// a Service of the same name that it does not own alone. It changes them
+		// with merge patches, never with update, so update is not granted.
+		write("/services"), write("discovery.k8s.io/endpointslices"),
 		[]string{"events.k8s.io/events:create", "events.k8s.io/events:patch"},
 	)
 	slices.Sort(want)

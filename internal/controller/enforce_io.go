@@ -1,0 +1,255 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+)
+
+// enforcedServiceField indexes breakers by the Services their enforcement
+// reads or writes: the guarded Service and the fallback.
+const enforcedServiceField = ".spec.enforce.services"
+
+// resolveEnforcement reads, from the cache, what spec.enforce needs: the
+// target Service's ports and slices, the fallback's slices, and whether the
+// guarded Service's name is free for this breaker.
+func (r *CircuitBreakerReconciler) resolveEnforcement(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker) (enforceInput, error) {
+	var in enforceInput
+	e := cb.Spec.Enforce
+	if e == nil || cb.Spec.Target.Service == nil {
+		return in, nil
+	}
+	guarded := &corev1.Service{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: cb.Namespace, Name: e.ServiceName}, guarded)
+	switch {
+	case err == nil && !metav1.IsControlledBy(guarded, cb):
+		in.conflict = &problem{circuitv1alpha1.ReasonEnforcementConflict,
+			fmt.Sprintf("Service %q exists and is not owned by this breaker; traffic is not enforced", e.ServiceName)}
+		return in, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return in, err
+	}
+	own, err := r.slicesOf(ctx, cb.Namespace, e.ServiceName)
+	if err != nil {
+		return in, err
+	}
+	for i := range own {
+		if !metav1.IsControlledBy(&own[i], cb) {
+			in.conflict = &problem{circuitv1alpha1.ReasonEnforcementConflict,
+				fmt.Sprintf("EndpointSlice %q of Service %q is not owned by this breaker; traffic is not enforced", own[i].Name, e.ServiceName)}
+			return in, nil
+		}
+	}
+	target := &corev1.Service{}
+	switch err := r.Get(ctx, types.NamespacedName{Namespace: cb.Namespace, Name: cb.Spec.Target.Service.Name}, target); {
+	case err == nil:
+		in.ports = target.Spec.Ports
+	case !apierrors.IsNotFound(err):
+		return in, err
+	}
+	if in.target, err = r.slicesOf(ctx, cb.Namespace, cb.Spec.Target.Service.Name); err != nil {
+		return in, err
+	}
+	if e.Fallback != nil {
+		if in.fallback, err = r.slicesOf(ctx, cb.Namespace, e.Fallback.ServiceName); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
+}
+
+func (r *CircuitBreakerReconciler) slicesOf(ctx context.Context, ns, service string) ([]discoveryv1.EndpointSlice, error) {
+	list := &discoveryv1.EndpointSliceList{}
+	if err := r.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// applyEnforcement makes the guarded Service and its slices hold the plan,
+// writing only what differs from the cache, and deletes what the breaker owns
+// and the plan does not name (all of it once spec.enforce is gone). A nil plan
+// with spec.enforce set is a conflict: nothing is touched.
+func (r *CircuitBreakerReconciler) applyEnforcement(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, plan *enforcementPlan) error {
+	if plan == nil && (cb.Spec.Enforce != nil || cb.Status.Enforcement == nil) {
+		return nil
+	}
+	keepService, keepSlices := "", map[string]bool{}
+	if plan != nil {
+		keepService = plan.serviceName
+		if err := r.ensureGuardedService(ctx, cb, plan); err != nil {
+			return err
+		}
+		for i := range plan.slices {
+			keepSlices[plan.slices[i].Name] = true
+			if err := r.ensureSlice(ctx, cb, &plan.slices[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return r.deleteOwnedExcept(ctx, cb, keepService, keepSlices)
+}
+
+func (r *CircuitBreakerReconciler) ensureGuardedService(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, plan *enforcementPlan) error {
+	svc := &corev1.Service{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: cb.Namespace, Name: plan.serviceName}, svc)
+	if apierrors.IsNotFound(err) {
+		if plan.ports == nil {
+			return nil // the target's ports are unknown: nothing to create yet
+		}
+		svc = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: cb.Namespace, Name: plan.serviceName},
+			Spec: corev1.ServiceSpec{Ports: plan.ports}}
+		if err := setOwner(cb, svc, r.Scheme()); err != nil {
+			return err
+		}
+		logf.FromContext(ctx).Info("Creating guarded Service", "service", plan.serviceName)
+		return ignoreAlreadyExists(r.Create(ctx, svc))
+	}
+	if err != nil || plan.ports == nil || samePorts(svc.Spec.Ports, plan.ports) {
+		return err
+	}
+	orig := svc.DeepCopy()
+	svc.Spec.Ports = plan.ports
+	return r.Patch(ctx, svc, client.MergeFrom(orig))
+}
+
+// samePorts compares what the guarded Service takes from the target; the API
+// server fills in targetPort, which a selectorless Service does not use.
+func samePorts(have, want []corev1.ServicePort) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	for i := range have {
+		h := have[i]
+		if h.Name != want[i].Name || h.Protocol != want[i].Protocol || h.Port != want[i].Port ||
+			!equality.Semantic.DeepEqual(h.AppProtocol, want[i].AppProtocol) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *CircuitBreakerReconciler) ensureSlice(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, want *discoveryv1.EndpointSlice) error {
+	have := &discoveryv1.EndpointSlice{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: cb.Namespace, Name: want.Name}, have)
+	if apierrors.IsNotFound(err) {
+		slice := want.DeepCopy()
+		slice.Namespace = cb.Namespace
+		if err := setOwner(cb, slice, r.Scheme()); err != nil {
+			return err
+		}
+		return ignoreAlreadyExists(r.Create(ctx, slice))
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(have, cb) {
+		return fmt.Errorf("EndpointSlice %s/%s is not owned by breaker %s", cb.Namespace, want.Name, cb.Name)
+	}
+	if sameSlice(have, want) {
+		return nil
+	}
+	orig := have.DeepCopy()
+	have.Labels, have.AddressType, have.Ports, have.Endpoints = want.Labels, want.AddressType, want.Ports, want.Endpoints
+	// A merge patch without a resourceVersion: when the cache is behind our
+	// last write, the patch holds what the server already has, and changes nothing.
+	return r.Patch(ctx, have, client.MergeFrom(orig))
+}
+
+func sameSlice(have, want *discoveryv1.EndpointSlice) bool {
+	return have.AddressType == want.AddressType &&
+		have.Labels[discoveryv1.LabelServiceName] == want.Labels[discoveryv1.LabelServiceName] &&
+		have.Labels[discoveryv1.LabelManagedBy] == want.Labels[discoveryv1.LabelManagedBy] &&
+		equality.Semantic.DeepEqual(have.Ports, want.Ports) &&
+		equality.Semantic.DeepEqual(have.Endpoints, want.Endpoints)
+}
+
+// deleteOwnedExcept deletes the Services and EndpointSlices in the breaker's
+// namespace that it controls, other than keepService and keepSlices.
+func (r *CircuitBreakerReconciler) deleteOwnedExcept(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker,
+	keepService string, keepSlices map[string]bool) error {
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := r.List(ctx, slices, client.InNamespace(cb.Namespace),
+		client.MatchingLabels{discoveryv1.LabelManagedBy: circuitv1alpha1.EndpointSliceManager}); err != nil {
+		return err
+	}
+	for i := range slices.Items {
+		s := &slices.Items[i]
+		if metav1.IsControlledBy(s, cb) && (!keepSlices[s.Name] || s.Labels[discoveryv1.LabelServiceName] != keepService) {
+			if err := client.IgnoreNotFound(r.Delete(ctx, s)); err != nil {
+				return err
+			}
+		}
+	}
+	svcs := &corev1.ServiceList{}
+	if err := r.List(ctx, svcs, client.InNamespace(cb.Namespace)); err != nil {
+		return err
+	}
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		if metav1.IsControlledBy(s, cb) && s.Name != keepService {
+			logf.FromContext(ctx).Info("Deleting guarded Service", "service", s.Name)
+			if err := client.IgnoreNotFound(r.Delete(ctx, s)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setOwner makes the breaker the controller of obj, so that the garbage
+// collector deletes obj with it. Without blockOwnerDeletion: setting that
+// needs update on circuitbreakers/finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin runs, a permission
+// the manager has no other use for.
+func setOwner(cb *circuitv1alpha1.CircuitBreaker, obj metav1.Object, scheme *runtime.Scheme) error {
+	return controllerutil.SetControllerReference(cb, obj, scheme, controllerutil.WithBlockOwnerDeletion(false))
+}
+
+func ignoreAlreadyExists(err error) error {
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// emitEnforcementEvents reports what the written plan changed.
+func (r *CircuitBreakerReconciler) emitEnforcementEvents(cb *circuitv1alpha1.CircuitBreaker, plan *enforcementPlan) {
+	if plan == nil {
+		return
+	}
+	for _, ev := range plan.events {
+		r.Recorder.Eventf(cb, nil, ev.eventType, ev.reason, ev.action, "%s", ev.message)
+	}
+}
+
+// breakersForEnforcedService maps a Service or EndpointSlice to the breakers
+// whose guarded Service or fallback it is (or belongs to).
+func (r *CircuitBreakerReconciler) breakersForEnforcedService(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.breakersIndexedBy(ctx, obj, enforcedServiceField)
+}
+
+func indexEnforcedServices(obj client.Object) []string {
+	cb, ok := obj.(*circuitv1alpha1.CircuitBreaker)
+	if !ok || cb.Spec.Enforce == nil {
+		return nil
+	}
+	out := []string{cb.Spec.Enforce.ServiceName}
+	if f := cb.Spec.Enforce.Fallback; f != nil {
+		out = append(out, f.ServiceName)
+	}
+	return out
+}
