@@ -78,7 +78,7 @@ func TestManagerRoleGrantsExactlyWhatTheControllerUses(t *testing.T) {
 	}
 	read := func(gr string) []string { return []string{gr + ":get", gr + ":list", gr + ":watch"} }
 	write := func(gr string) []string {
-		return []string{gr + ":create", gr + ":patch", gr + ":delete"}
+		return []string{gr + ":create", gr + ":update", gr + ":patch", gr + ":delete"}
 	}
 	want := slices.Concat(
 		// namespaces: the probe-allowed-cidrs annotation an admin sets on a Namespace.
@@ -90,7 +90,8 @@ func TestManagerRoleGrantsExactlyWhatTheControllerUses(t *testing.T) {
 		// kept in step with the breaker and deleted when enforce is removed. The
 		// controller only writes objects it controls (owner reference) and leaves
 		// a Service of the same name that it does not own alone. It changes them
-		// with merge patches, never with update, so update is not granted.
+		// with merge patches; update is granted as the enforcement API specifies
+		// (create/update/patch/delete), for writers that replace whole objects.
 		write("/services"), write("discovery.k8s.io/endpointslices"),
 		[]string{"events.k8s.io/events:create", "events.k8s.io/events:patch"},
 	)
