@@ -113,6 +113,11 @@ func ParseURL(raw string, timeout time.Duration) (Target, error) {
 	if u.Hostname() == "" {
 		return Target{}, errors.New("url must name a host")
 	}
+	// url.Parse lets through hosts such as "[fe80::1%25x]0]", whose name it
+	// then reads differently from the way the host is written.
+	if !wellFormedHost(u) {
+		return Target{}, errors.New("url host must be a host name or address and an optional port")
+	}
 	port := u.Port()
 	switch t.Scheme {
 	case HTTP, HTTPS:
@@ -137,6 +142,26 @@ func ParseURL(raw string, timeout time.Duration) (Target, error) {
 	}
 	t.Address = net.JoinHostPort(u.Hostname(), port)
 	return t, nil
+}
+
+// wellFormedHost reports whether u's host part is a name or an address (an
+// IPv6 one in brackets) and an optional port, written the way url.URL reads it.
+func wellFormedHost(u *url.URL) bool {
+	host := u.Hostname()
+	if strings.ContainsAny(host, "[]") {
+		return false
+	}
+	want := host
+	if strings.Contains(host, ":") {
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.Is6() {
+			return false
+		}
+		want = "[" + host + "]"
+	}
+	if port := u.Port(); port != "" {
+		want += ":" + port
+	}
+	return strings.TrimSuffix(u.Host, ":") == want
 }
 
 // ParseStatusRanges parses codes ("204") and inclusive ranges ("200-399").

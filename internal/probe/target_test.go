@@ -72,6 +72,7 @@ func TestParseURL(t *testing.T) {
 		{name: "host and port without a scheme are refused", raw: "svc:8080", wantErr: "url must name a host"},
 		{name: "tcp without a port is refused", raw: "tcp://db", wantErr: "a tcp url must name a port"},
 		{name: "tcp with an empty port is refused", raw: "tcp://db:", wantErr: "a tcp url must name a port"},
+		{name: "a bracketed host with text after the bracket is refused", raw: "https://[fe80::1%25et]0t]", wantErr: "url host must be a host name or address and an optional port"},
 		{name: "file scheme without a host is refused", raw: "file:///etc/passwd", wantErr: "url must name a host"},
 		{name: "file scheme with a host is refused", raw: "file://host/etc/passwd", wantErr: `url scheme "file" is not http, https or tcp`},
 		{name: "ftp scheme is refused", raw: "ftp://files.example/pub", wantErr: `url scheme "ftp" is not http, https or tcp`},
