@@ -6,6 +6,7 @@ package controller
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +48,9 @@ type CircuitBreakerReconciler struct {
 	MaxConcurrentReconciles int
 	// refs watches the Secrets and ConfigMaps that breakers reference.
 	refs *refWatcher
+	// slicesWritten holds the resourceVersion of each guarded EndpointSlice as
+	// this manager last wrote it, to tell a cache that is behind those writes.
+	slicesWritten sync.Map
 	// SkipNameValidation lets several managers in one process (tests) register
 	// the same controller name.
 	SkipNameValidation bool

@@ -143,15 +143,25 @@ func samePorts(have, want []corev1.ServicePort) bool {
 }
 
 func (r *CircuitBreakerReconciler) ensureSlice(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, want *discoveryv1.EndpointSlice) error {
-	have := &discoveryv1.EndpointSlice{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: cb.Namespace, Name: want.Name}, have)
+	key := types.NamespacedName{Namespace: cb.Namespace, Name: want.Name}
+	have, err := r.currentSlice(ctx, key)
 	if apierrors.IsNotFound(err) {
 		slice := want.DeepCopy()
 		slice.Namespace = cb.Namespace
 		if err := setOwner(cb, slice, r.Scheme()); err != nil {
 			return err
 		}
-		return ignoreAlreadyExists(r.Create(ctx, slice))
+		err = r.Create(ctx, slice)
+		if err == nil {
+			r.slicesWritten.Store(key, slice.ResourceVersion)
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) || r.APIReader == nil {
+			return err
+		}
+		// The cache is behind: it exists. Decide on what the server holds.
+		have = &discoveryv1.EndpointSlice{}
+		err = r.APIReader.Get(ctx, key, have)
 	}
 	if err != nil {
 		return err
@@ -164,9 +174,35 @@ func (r *CircuitBreakerReconciler) ensureSlice(ctx context.Context, cb *circuitv
 	}
 	orig := have.DeepCopy()
 	have.Labels, have.AddressType, have.Ports, have.Endpoints = want.Labels, want.AddressType, want.Ports, want.Endpoints
-	// A merge patch without a resourceVersion: when the cache is behind our
-	// last write, the patch holds what the server already has, and changes nothing.
-	return r.Patch(ctx, have, client.MergeFrom(orig))
+	// Optimistic locking: a patch based on an outdated copy fails and is retried.
+	if err := r.Patch(ctx, have, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	r.slicesWritten.Store(key, have.ResourceVersion)
+	return nil
+}
+
+// currentSlice reads a guarded slice from the cache, or from the API server
+// when the cache has not caught up with this manager's last write of it (a
+// decision taken on an outdated copy would skip a write that is needed).
+func (r *CircuitBreakerReconciler) currentSlice(ctx context.Context, key types.NamespacedName) (*discoveryv1.EndpointSlice, error) {
+	have := &discoveryv1.EndpointSlice{}
+	err := r.Get(ctx, key, have)
+	last, written := r.slicesWritten.Load(key)
+	if !written || r.APIReader == nil || (err == nil && have.ResourceVersion == last.(string)) {
+		return have, err
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	live := &discoveryv1.EndpointSlice{}
+	if err := r.APIReader.Get(ctx, key, live); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.slicesWritten.Delete(key)
+		}
+		return nil, err
+	}
+	return live, nil
 }
 
 func sameSlice(have, want *discoveryv1.EndpointSlice) bool {
@@ -192,6 +228,7 @@ func (r *CircuitBreakerReconciler) deleteOwnedExcept(ctx context.Context, cb *ci
 			if err := client.IgnoreNotFound(r.Delete(ctx, s)); err != nil {
 				return err
 			}
+			r.slicesWritten.Delete(types.NamespacedName{Namespace: s.Namespace, Name: s.Name})
 		}
 	}
 	svcs := &corev1.ServiceList{}
