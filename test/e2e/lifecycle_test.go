@@ -109,37 +109,6 @@ func TestBreakerLifecycleThroughKubectl(t *testing.T) {
 		}
 	})
 
-	t.Run("kubectl wait --for=condition=Available returns when the breaker closes", func(t *testing.T) {
-		t.Parallel()
-		ns := newNamespace(t, "e2e-available")
-		tg := newTarget(t, false)
-		applyBreaker(t, ns, "dep", breakerSpec{URL: tg.URL(), Threshold: 2, Timeout: "3s", Interval: "300ms"})
-		eventuallyState(t, ns, "dep", "Open", 60*time.Second)
-		mustKubectl(t, "wait", "-n", ns, "--for=condition=Available=false", "cb/dep", "--timeout=30s")
-
-		g := NewWithT(t)
-		done := make(chan error, 1)
-		go func() {
-			_, err := kubectl("wait", "-n", ns, "--for=condition=Available", "cb/dep", "--timeout=90s")
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			t.Fatalf("kubectl wait returned while the target was still down: %v", err)
-		case <-time.After(2 * time.Second):
-		}
-		tg.set(true)
-		select {
-		case err := <-done:
-			g.Expect(err).NotTo(HaveOccurred())
-		case <-time.After(120 * time.Second):
-			t.Fatal("kubectl wait did not return after the breaker closed")
-		}
-		b, err := getBreaker(ns, "dep")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(b.Status.State).To(Equal("Closed"))
-	})
-
 	t.Run("kubectl patch mode ForcedOpen holds the circuit Open without probes, Auto sends a trial", func(t *testing.T) {
 		t.Parallel()
 		ns := newNamespace(t, "e2e-mode")

@@ -239,6 +239,7 @@ func exportedSeries(t *testing.T) []map[string]string {
 	metrics.SetState("dashboard-test", "cb", "Open", 3)
 	metrics.ObserveTransition("dashboard-test", "cb", "Closed", "Open")
 	metrics.ObserveProbe("dashboard-test", "cb", false, "timeout", time.Second)
+	metrics.SetEnforcement("dashboard-test", "cb", "Fallback", 1)
 	defer metrics.Forget("dashboard-test", "cb")
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
