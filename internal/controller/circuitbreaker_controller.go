@@ -168,6 +168,7 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.refs = newRefWatcher(clientset)
+	r.Runner.Hold = r.holdProbe
 	results := source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		r.Runner.Start(ctx, func(k probe.Key) {
 			r.enqueueResult(ctx, q, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
@@ -42,34 +43,58 @@ func (r *CircuitBreakerReconciler) enqueueResult(ctx context.Context, q workqueu
 // resultsMoveState reads the breaker from the cache and says whether its
 // waiting results will record a transition.
 func (r *CircuitBreakerReconciler) resultsMoveState(ctx context.Context, req reconcile.Request) bool {
+	return len(r.pendingTransitions(ctx, probe.Key{Namespace: req.Namespace, Name: req.Name})) > 0
+}
+
+// holdProbe tells the runner not to send a breaker's next probe while its
+// waiting results will open the circuit: the decision that records them moves
+// the next probe to the trial at nextRetryTime, so an Open circuit sends none
+// even when the reconcile is slower than the cadence.
+func (r *CircuitBreakerReconciler) holdProbe(key probe.Key) bool {
+	for _, t := range r.pendingTransitions(context.Background(), key) {
+		if t.To == breaker.Open {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingTransitions folds a breaker's waiting results onto its cached status.
+func (r *CircuitBreakerReconciler) pendingTransitions(ctx context.Context, key probe.Key) []breaker.Transition {
 	cb := &circuitv1alpha1.CircuitBreaker{}
-	if err := r.Get(ctx, req.NamespacedName, cb); err != nil {
-		return false
+	if err := r.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, cb); err != nil {
+		return nil
 	}
 	cfg, err := parseSpec(cb.Spec)
 	if err != nil {
-		return false
+		return nil
 	}
-	pending := r.Runner.Pending(probe.Key{Namespace: req.Namespace, Name: req.Name}, cfg.specID)
-	return foldsToTransition(cb.Status, cfg.policy, pending, r.now())
+	return foldedTransitions(cb.Status, cfg.policy, r.Runner.Pending(key, cfg.specID), r.now())
 }
 
 // foldsToTransition reports whether recording results on top of the stored
 // status changes the circuit's state (a new breaker's first status does not
 // count: nothing waits on it).
 func foldsToTransition(st circuitv1alpha1.CircuitBreakerStatus, p breaker.Policy, results []probe.Result, now time.Time) bool {
+	return len(foldedTransitions(st, p, results, now)) > 0
+}
+
+// foldedTransitions are the transitions that recording results on top of the
+// stored status makes, as decide would make them.
+func foldedTransitions(st circuitv1alpha1.CircuitBreakerStatus, p breaker.Policy, results []probe.Result, now time.Time) []breaker.Transition {
 	if st.State == "" || len(results) == 0 {
-		return false
+		return nil
 	}
+	var out []breaker.Transition
 	s := statusFromAPI(st, now)
-	if _, t := breaker.Advance(s, p, now); t != nil {
-		return true
+	var t *breaker.Transition
+	if s, t = breaker.Advance(s, p, now); t != nil {
+		out = append(out, *t)
 	}
 	for _, res := range results {
-		var t *breaker.Transition
 		if s, t = breaker.Observe(s, p, breaker.Outcome{Success: res.Success, Latency: res.Latency}, now); t != nil {
-			return true
+			out = append(out, *t)
 		}
 	}
-	return false
+	return out
 }

@@ -61,6 +61,10 @@ type Runner struct {
 	perNS  int
 	// WedgeGrace overrides DefaultWedgeGrace (tests).
 	WedgeGrace time.Duration
+	// Hold, when set, is asked before a breaker with results waiting is probed
+	// again; true holds the probe back until Schedule or Ack moves it (the
+	// waiting results will open the circuit, whose decision is not yet taken).
+	Hold func(Key) bool
 
 	mu         sync.Mutex
 	ctx        context.Context
@@ -346,6 +350,20 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 		it.overdue = true
 		r.mu.Unlock()
 		return
+	}
+	if hold := r.Hold; hold != nil && len(it.pending) > 0 {
+		r.mu.Unlock()
+		held := hold(key)
+		r.mu.Lock()
+		if it, ok = r.items[key]; !ok || it.epoch != epoch || it.timer != nil || it.inFlight {
+			r.mu.Unlock() // moved or dropped meanwhile
+			return
+		}
+		if held {
+			it.overdue = true
+			r.mu.Unlock()
+			return
+		}
 	}
 	it.inFlight = true
 	r.probes++

@@ -763,3 +763,25 @@ func TestRunnerRetainsEachBreakersTargetOnceAndReleasesItWhenItGoes(t *testing.T
 	r.Forget(runnerKey("b"))
 	g.Expect(d.count()).To(BeEmpty())
 }
+
+func TestRunnerHoldsTheNextProbeWhileWaitingResultsWillOpenTheCircuit(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r := NewRunner(d, Limits{InFlight: 4})
+	r.Hold = func(Key) bool { return true } // every waiting result "opens" the circuit
+	notified := make(chan Key, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r.Start(ctx, func(k Key) { notified <- k })
+	k := runnerKey("a")
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 50*time.Millisecond)
+	waitNotified(t, notified, k)
+	time.Sleep(300 * time.Millisecond)
+	g.Expect(d.callCount()).To(Equal(1), "no probe while the decision on the waiting result is pending")
+
+	// The decision moves the next probe (an Open circuit's trial) and acknowledges the result.
+	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond), 50*time.Millisecond)
+	r.Ack(k, time.Now())
+	waitNotified(t, notified, k)
+	g.Expect(d.callCount()).To(Equal(2))
+}
