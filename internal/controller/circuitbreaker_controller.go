@@ -51,6 +51,9 @@ type CircuitBreakerReconciler struct {
 	// slicesWritten holds the resourceVersion of each guarded EndpointSlice as
 	// this manager last wrote it, to tell a cache that is behind those writes.
 	slicesWritten sync.Map
+	// statusWritten holds the resourceVersion of each enforcing breaker as this
+	// manager last wrote its status, for the same purpose.
+	statusWritten sync.Map
 	// SkipNameValidation lets several managers in one process (tests) register
 	// the same controller name.
 	SkipNameValidation bool
@@ -76,6 +79,9 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if cb, err = r.currentBreaker(ctx, key, cb); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
 	now := r.now()
@@ -133,7 +139,37 @@ func (r *CircuitBreakerReconciler) decideAndWrite(ctx context.Context, cb *circu
 	if err := r.Status().Patch(ctx, cb, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return d, err
 	}
+	if cb.Spec.Enforce != nil || cb.Status.Enforcement != nil {
+		r.statusWritten.Store(key, cb.ResourceVersion)
+	}
 	return d, nil
+}
+
+// currentBreaker returns the cached breaker, or the one the API server holds
+// when the cache has not caught up with this manager's last status write of
+// an enforcing breaker. The status patch is guarded by optimistic locking, but
+// the slice writes that precede it are not: decided on an outdated status
+// (Closed, while the server already says Open), they would route traffic back
+// to the target until the conflict is retried.
+func (r *CircuitBreakerReconciler) currentBreaker(ctx context.Context, key probe.Key,
+	cached *circuitv1alpha1.CircuitBreaker) (*circuitv1alpha1.CircuitBreaker, error) {
+	last, written := r.statusWritten.Load(key)
+	if !written || r.APIReader == nil {
+		return cached, nil
+	}
+	if cached.ResourceVersion == last.(string) {
+		r.statusWritten.CompareAndDelete(key, last)
+		return cached, nil
+	}
+	live := &circuitv1alpha1.CircuitBreaker{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, live); err != nil {
+		return nil, err
+	}
+	if live.ResourceVersion != last.(string) {
+		// Another writer came after ours: the cache follows it in order.
+		r.statusWritten.CompareAndDelete(key, last)
+	}
+	return live, nil
 }
 
 // remaining is what is left of wait after elapsed: zero stays zero (no
@@ -147,6 +183,7 @@ func remaining(wait, elapsed time.Duration) time.Duration {
 
 func (r *CircuitBreakerReconciler) forget(key probe.Key) {
 	r.Runner.Forget(key)
+	r.statusWritten.Delete(key)
 	r.refs.use(types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, nil)
 	metrics.Forget(key.Namespace, key.Name)
 }
