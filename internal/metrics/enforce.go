@@ -10,16 +10,25 @@ var Routings = []string{"Target", "Fallback", "None"}
 
 var (
 	// EndpointsEjected mirrors status.enforcement.endpointsEjected.
-	EndpointsEjected = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "circuitbreaker_endpoints_ejected",
-		Help: "Endpoints of the target ejected from the breaker's guarded Service (spec.enforce.ejection).",
-	}, []string{labelNamespace, labelName})
+	EndpointsEjected = newFamily("circuitbreaker_endpoints_ejected",
+		"Endpoints of the target ejected from the breaker's guarded Service (spec.enforce.ejection).",
+		prometheus.GaugeValue, nil, func(s *breakerSeries, emit emitFunc) {
+			if s.routing >= 0 {
+				emit(float64(s.ejected))
+			}
+		})
 
 	// Routing is 1 for where the guarded Service sends traffic and 0 for the others.
-	Routing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "circuitbreaker_routing",
-		Help: "Where the breaker's guarded Service routes: 1 for the current routing (Target, Fallback or None), 0 for the others.",
-	}, []string{labelNamespace, labelName, "routing"})
+	Routing = newFamily("circuitbreaker_routing",
+		"Where the breaker's guarded Service routes: 1 for the current routing (Target, Fallback or None), 0 for the others.",
+		prometheus.GaugeValue, []string{"routing"}, func(s *breakerSeries, emit emitFunc) {
+			if s.routing < 0 {
+				return
+			}
+			for i, v := range Routings {
+				emit(oneHot(i == int(s.routing)), v)
+			}
+		})
 )
 
 func init() {
@@ -27,22 +36,10 @@ func init() {
 }
 
 // SetEnforcement records a guarded Service's routing and ejected endpoints; an
-// empty routing (no spec.enforce) removes the breaker's series.
+// empty routing (no spec.enforce) removes the breaker's enforcement series.
 func SetEnforcement(namespace, name, routing string, ejected int32) {
-	if routing == "" {
-		// By label values, not a partial match: this runs for every breaker
-		// without enforcement, and must not scan the others' series.
-		for _, r := range Routings {
-			Routing.DeleteLabelValues(namespace, name, r)
-		}
-		EndpointsEjected.DeleteLabelValues(namespace, name)
-		return
-	}
-	setOneHot(Routing, namespace, name, Routings, routing)
-	EndpointsEjected.WithLabelValues(namespace, name).Set(float64(ejected))
-}
-
-func forgetEnforcement(labels prometheus.Labels) {
-	EndpointsEjected.DeletePartialMatch(labels)
-	Routing.DeletePartialMatch(labels)
+	update(namespace, name, func(s *breakerSeries) {
+		s.routing = int8(indexOf(Routings, routing))
+		s.ejected = ejected
+	})
 }

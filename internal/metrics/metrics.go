@@ -2,9 +2,18 @@
 // registered once on controller-runtime's registry, so they are served next to
 // its own metrics. Labels carry only a breaker's namespace and name and values
 // from small fixed sets; never a URL, a header or a body.
+//
+// A breaker's values live in one small struct (see series), and each metric
+// family is a collector that turns them into samples when scraped, the way
+// kube-state-metrics and node_exporter expose state they hold elsewhere. A
+// CounterVec or HistogramVec instead keeps a full client_golang metric, with
+// its label pairs, per series: the 22 series of a breaker cost 15 KiB of heap
+// that way, about 0.5 KiB this way, which is most of the manager's memory per
+// breaker at 10,000 breakers.
 package metrics
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -52,133 +61,308 @@ var FailureReasons = func() []string {
 	return out
 }()
 
+// durationBuckets are the upper bounds of ProbeDuration's buckets, in seconds.
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
 var (
 	// State is 1 for a breaker's current state and 0 for the others.
-	State = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "circuitbreaker_state",
-		Help: "Current state of the circuit breaker: 1 for the current state, 0 for the others.",
-	}, []string{labelNamespace, labelName, "state"})
+	State = newFamily("circuitbreaker_state",
+		"Current state of the circuit breaker: 1 for the current state, 0 for the others.",
+		prometheus.GaugeValue, []string{"state"}, func(s *breakerSeries, emit emitFunc) {
+			if !s.hasState {
+				return
+			}
+			for i, v := range States {
+				emit(oneHot(i == int(s.state)), v)
+			}
+		})
 
 	// Transitions counts state changes.
-	Transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "circuitbreaker_transitions_total",
-		Help: "State transitions of the circuit breaker.",
-	}, []string{labelNamespace, labelName, "from", "to"})
+	Transitions = newFamily("circuitbreaker_transitions_total", "State transitions of the circuit breaker.",
+		prometheus.CounterValue, []string{"from", "to"}, func(s *breakerSeries, emit emitFunc) {
+			for i, p := range TransitionPairs {
+				emit(float64(s.transitions[i]), p[0], p[1])
+			}
+			for p, v := range s.otherTransitions {
+				emit(float64(v), p[0], p[1])
+			}
+		})
+
 	// WouldOpen counts the openings the policy would have made while mode
 	// ForcedClosed held the circuit Closed (a dry run).
-	WouldOpen = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "circuitbreaker_would_open_total",
-		Help: "Openings the policy would have made while mode ForcedClosed held the circuit Closed.",
-	}, []string{labelNamespace, labelName})
+	WouldOpen = newFamily("circuitbreaker_would_open_total",
+		"Openings the policy would have made while mode ForcedClosed held the circuit Closed.",
+		prometheus.CounterValue, nil, func(s *breakerSeries, emit emitFunc) { emit(float64(s.wouldOpen)) })
 
 	// Probes counts probes by result (success or failure).
-	Probes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "circuitbreaker_probes_total",
-		Help: "Probes sent by the circuit breaker, by result.",
-	}, []string{labelNamespace, labelName, "result"})
+	Probes = newFamily("circuitbreaker_probes_total", "Probes sent by the circuit breaker, by result.",
+		prometheus.CounterValue, []string{"result"}, func(s *breakerSeries, emit emitFunc) {
+			for i, r := range Results {
+				emit(float64(s.probes[i]), r)
+			}
+		})
 
 	// ProbeFailures counts failed probes by reason.
-	ProbeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "circuitbreaker_probe_failures_total",
-		Help: "Failed probes of the circuit breaker, by reason (timeout, connection_refused, dns, tls, http_status, denied, no_endpoints, other).",
-	}, []string{labelNamespace, labelName, "reason"})
+	ProbeFailures = newFamily("circuitbreaker_probe_failures_total",
+		"Failed probes of the circuit breaker, by reason (timeout, connection_refused, dns, tls, http_status, denied, no_endpoints, other).",
+		prometheus.CounterValue, []string{"reason"}, func(s *breakerSeries, emit emitFunc) {
+			for i, r := range FailureReasons {
+				emit(float64(s.failures[i]), r)
+			}
+			for r, v := range s.otherFailures {
+				emit(float64(v), r)
+			}
+		})
 
 	// ProbeDuration observes how long probes take.
-	ProbeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "circuitbreaker_probe_duration_seconds",
-		Help:    "Duration of the circuit breaker's probes.",
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-	}, []string{labelNamespace, labelName})
+	ProbeDuration = newHistogramFamily("circuitbreaker_probe_duration_seconds", "Duration of the circuit breaker's probes.")
 
 	// ConsecutiveFailures mirrors status.consecutiveFailures.
-	ConsecutiveFailures = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "circuitbreaker_consecutive_failures",
-		Help: "Consecutive failed probes of the circuit breaker.",
-	}, []string{labelNamespace, labelName})
+	ConsecutiveFailures = newFamily("circuitbreaker_consecutive_failures", "Consecutive failed probes of the circuit breaker.",
+		prometheus.GaugeValue, nil, func(s *breakerSeries, emit emitFunc) {
+			if s.hasState {
+				emit(float64(s.consecutiveFailures))
+			}
+		})
 )
 
 func init() {
+	var s breakerSeries
+	if len(s.transitions) != len(TransitionPairs) || len(s.durations) != len(durationBuckets)+1 {
+		panic("metrics: series arrays do not match TransitionPairs and durationBuckets")
+	}
 	ctrlmetrics.Registry.MustRegister(State, Transitions, WouldOpen, Probes, ProbeFailures, ProbeDuration, ConsecutiveFailures)
 }
 
-// breakerKey identifies a breaker in known.
+func oneHot(on bool) float64 {
+	if on {
+		return 1
+	}
+	return 0
+}
+
+// breakerKey identifies a breaker in the store.
 type breakerKey struct{ namespace, name string }
 
-// known holds the breakers whose fixed series exist.
-var known sync.Map
-
-// ensure creates, once per breaker, every series of a fixed label combination
-// at 0: transitions by from/to, probes by result, failures by reason. A counter
-// that is born at 1 hides its first increment from rate() and increase(), so a
+// breakerSeries are the values of one breaker's series. A breaker enters the store on
+// its first observation with every series of a fixed label combination at 0:
+// transitions by from/to, probes by result, failures by reason. A counter that
+// is born at 1 hides its first increment from rate() and increase(), so a
 // breaker's first opening would never show on a graph or in an alert.
-func ensure(namespace, name string) {
-	if _, loaded := known.LoadOrStore(breakerKey{namespace, name}, struct{}{}); loaded {
-		return
+type breakerSeries struct {
+	mu sync.Mutex
+	// hasState: SetState was called (until then no state or failure-count
+	// series); state indexes States, -1 for a value outside them (all 0).
+	hasState            bool
+	state               int8
+	consecutiveFailures int32
+	transitions         [5]uint64
+	wouldOpen           uint64
+	probes              [2]uint64
+	failures            []uint64
+	// Values outside the fixed sets, which the state machine and prober do
+	// not produce; kept so that nothing observed is lost.
+	otherTransitions map[[2]string]uint64
+	otherFailures    map[string]uint64
+	// durations counts probes per bucket of durationBuckets (the last is +Inf, not cumulative).
+	observed    bool
+	durations   [15]uint64
+	durationSum float64
+	// routing indexes Routings; -1 without spec.enforce (no enforcement series).
+	routing int8
+	ejected int32
+}
+
+// store holds every breaker's series values.
+var store = struct {
+	sync.RWMutex
+	m map[breakerKey]*breakerSeries
+}{m: map[breakerKey]*breakerSeries{}}
+
+// get returns a breaker's series, creating them at 0.
+func get(namespace, name string) *breakerSeries {
+	k := breakerKey{namespace, name}
+	store.RLock()
+	s := store.m[k]
+	store.RUnlock()
+	if s != nil {
+		return s
 	}
-	for _, p := range TransitionPairs {
-		Transitions.WithLabelValues(namespace, name, p[0], p[1])
+	store.Lock()
+	defer store.Unlock()
+	if s = store.m[k]; s == nil {
+		s = &breakerSeries{state: -1, routing: -1, failures: make([]uint64, len(FailureReasons))}
+		store.m[k] = s
 	}
-	for _, r := range Results {
-		Probes.WithLabelValues(namespace, name, r)
-	}
-	WouldOpen.WithLabelValues(namespace, name)
-	for _, r := range FailureReasons {
-		ProbeFailures.WithLabelValues(namespace, name, r)
-	}
+	return s
+}
+
+// update runs f on a breaker's series under its lock.
+func update(namespace, name string, f func(*breakerSeries)) {
+	s := get(namespace, name)
+	s.mu.Lock()
+	f(s)
+	s.mu.Unlock()
 }
 
 // SetState records the current state and failure count of a breaker.
 func SetState(namespace, name, state string, failures int32) {
-	ensure(namespace, name)
-	setOneHot(State, namespace, name, States, state)
-	ConsecutiveFailures.WithLabelValues(namespace, name).Set(float64(failures))
-}
-
-// setOneHot sets vec's series of the breaker to 1 for current and 0 for the other values.
-func setOneHot(vec *prometheus.GaugeVec, namespace, name string, values []string, current string) {
-	for _, v := range values {
-		x := 0.0
-		if v == current {
-			x = 1
-		}
-		vec.WithLabelValues(namespace, name, v).Set(x)
-	}
+	update(namespace, name, func(s *breakerSeries) {
+		s.hasState, s.state = true, int8(indexOf(States, state))
+		s.consecutiveFailures = failures
+	})
 }
 
 // ObserveTransition counts a state change.
 func ObserveTransition(namespace, name, from, to string) {
-	ensure(namespace, name)
-	Transitions.WithLabelValues(namespace, name, from, to).Inc()
+	update(namespace, name, func(s *breakerSeries) {
+		for i, p := range TransitionPairs {
+			if p[0] == from && p[1] == to {
+				s.transitions[i]++
+				return
+			}
+		}
+		if s.otherTransitions == nil {
+			s.otherTransitions = map[[2]string]uint64{}
+		}
+		s.otherTransitions[[2]string{from, to}]++
+	})
 }
 
 // ObserveWouldOpen counts an opening that mode ForcedClosed prevented.
 func ObserveWouldOpen(namespace, name string) {
-	ensure(namespace, name)
-	WouldOpen.WithLabelValues(namespace, name).Inc()
+	update(namespace, name, func(s *breakerSeries) { s.wouldOpen++ })
 }
 
 // ObserveProbe records one probe's outcome and duration.
 func ObserveProbe(namespace, name string, success bool, reason string, d time.Duration) {
-	ensure(namespace, name)
-	result := "success"
-	if !success {
-		result = "failure"
-		ProbeFailures.WithLabelValues(namespace, name, reason).Inc()
-	}
-	Probes.WithLabelValues(namespace, name, result).Inc()
-	ProbeDuration.WithLabelValues(namespace, name).Observe(d.Seconds())
+	update(namespace, name, func(s *breakerSeries) {
+		if success {
+			s.probes[0]++
+		} else {
+			s.probes[1]++
+			if i := indexOf(FailureReasons, reason); i >= 0 {
+				s.failures[i]++
+			} else {
+				if s.otherFailures == nil {
+					s.otherFailures = map[string]uint64{}
+				}
+				s.otherFailures[reason]++
+			}
+		}
+		secs := d.Seconds()
+		s.observed = true
+		s.durations[sort.SearchFloat64s(durationBuckets, secs)]++
+		s.durationSum += secs
+	})
 }
 
 // Forget deletes every series of a breaker, so a deleted breaker leaves none behind.
 func Forget(namespace, name string) {
-	labels := prometheus.Labels{labelNamespace: namespace, labelName: name}
-	known.Delete(breakerKey{namespace, name})
-	State.DeletePartialMatch(labels)
-	Transitions.DeletePartialMatch(labels)
-	WouldOpen.DeletePartialMatch(labels)
-	Probes.DeletePartialMatch(labels)
-	ProbeFailures.DeletePartialMatch(labels)
-	ProbeDuration.DeletePartialMatch(labels)
-	ConsecutiveFailures.DeletePartialMatch(labels)
-	forgetEnforcement(labels)
+	store.Lock()
+	delete(store.m, breakerKey{namespace, name})
+	store.Unlock()
+}
+
+func indexOf(values []string, v string) int {
+	for i, x := range values {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// emitFunc emits one sample of a breaker with the family's own label values.
+type emitFunc func(value float64, labelValues ...string)
+
+// family is one metric family, collected from the store.
+type family struct {
+	desc      *prometheus.Desc
+	valueType prometheus.ValueType
+	samples   func(*breakerSeries, emitFunc)
+}
+
+func newFamily(name, help string, t prometheus.ValueType, labels []string, samples func(*breakerSeries, emitFunc)) *family {
+	return &family{
+		desc:      prometheus.NewDesc(name, help, append([]string{labelNamespace, labelName}, labels...), nil),
+		valueType: t,
+		samples:   samples,
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (f *family) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
+
+// Collect implements prometheus.Collector: the samples of every breaker.
+func (f *family) Collect(ch chan<- prometheus.Metric) {
+	each(func(k breakerKey, s *breakerSeries) {
+		f.samples(s, func(v float64, labelValues ...string) {
+			ch <- prometheus.MustNewConstMetric(f.desc, f.valueType, v, append([]string{k.namespace, k.name}, labelValues...)...)
+		})
+	})
+}
+
+// each calls f with a copy of every breaker's series, taken under its lock, so
+// that no lock is held while a sample is sent.
+func each(f func(breakerKey, *breakerSeries)) {
+	store.RLock()
+	keys := make([]breakerKey, 0, len(store.m))
+	all := make([]*breakerSeries, 0, len(store.m))
+	for k, s := range store.m {
+		keys = append(keys, k)
+		all = append(all, s)
+	}
+	store.RUnlock()
+	var c breakerSeries
+	for i, s := range all {
+		s.mu.Lock()
+		c = breakerSeries{
+			hasState: s.hasState, state: s.state, consecutiveFailures: s.consecutiveFailures, transitions: s.transitions,
+			wouldOpen: s.wouldOpen, probes: s.probes, failures: append(c.failures[:0], s.failures...),
+			otherTransitions: clone(s.otherTransitions), otherFailures: clone(s.otherFailures),
+			observed: s.observed, durations: s.durations, durationSum: s.durationSum,
+			routing: s.routing, ejected: s.ejected,
+		}
+		s.mu.Unlock()
+		f(keys[i], &c)
+	}
+}
+
+func clone[K comparable](m map[K]uint64) map[K]uint64 {
+	if m == nil {
+		return nil
+	}
+	out := make(map[K]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// histogramFamily is ProbeDuration: a histogram per breaker that has been probed.
+type histogramFamily struct{ desc *prometheus.Desc }
+
+func newHistogramFamily(name, help string) *histogramFamily {
+	return &histogramFamily{desc: prometheus.NewDesc(name, help, []string{labelNamespace, labelName}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (h *histogramFamily) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+// Collect implements prometheus.Collector.
+func (h *histogramFamily) Collect(ch chan<- prometheus.Metric) {
+	each(func(k breakerKey, s *breakerSeries) {
+		if !s.observed {
+			return
+		}
+		buckets := make(map[float64]uint64, len(durationBuckets))
+		var cumulative uint64
+		for i, upper := range durationBuckets {
+			cumulative += s.durations[i]
+			buckets[upper] = cumulative
+		}
+		count := cumulative + s.durations[len(durationBuckets)]
+		ch <- prometheus.MustNewConstHistogram(h.desc, count, s.durationSum, buckets, k.namespace, k.name)
+	})
 }

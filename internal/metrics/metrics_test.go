@@ -70,11 +70,29 @@ func series(t *testing.T, c prometheus.Collector, ns, name string) map[string]fl
 // histogram returns the histogram of ProbeDuration for breaker ns/name.
 func histogram(t *testing.T, ns, name string) *dto.Histogram {
 	t.Helper()
-	var pb dto.Metric
-	if err := ProbeDuration.WithLabelValues(ns, name).(prometheus.Metric).Write(&pb); err != nil {
-		t.Fatalf("writing histogram: %v", err)
+	ch := make(chan prometheus.Metric)
+	go func() {
+		ProbeDuration.Collect(ch)
+		close(ch)
+	}()
+	var found *dto.Histogram
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatalf("writing histogram: %v", err)
+		}
+		labels := map[string]string{}
+		for _, lp := range pb.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		if labels["namespace"] == ns && labels["name"] == name {
+			found = pb.GetHistogram()
+		}
 	}
-	return pb.GetHistogram()
+	if found == nil {
+		t.Fatalf("no histogram for %s/%s", ns, name)
+	}
+	return found
 }
 
 // nonZero drops the series that are still at 0.
