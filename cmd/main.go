@@ -54,7 +54,7 @@ func (c *cidrList) Set(v string) error {
 }
 
 func main() {
-	var metricsAddr, probeAddr, leaderElectionNamespace string
+	var metricsAddr, probeAddr, pprofAddr, leaderElectionNamespace string
 	var enableLeaderElection, secureMetrics, enableHTTP2, allowLoopback, showVersion bool
 	var maxProbes, maxProbesPerNamespace, maxReconciles int
 	var denyCIDRs cidrList
@@ -62,6 +62,9 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
 		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0",
+		"The address Go's /debug/pprof endpoints bind to, for heap and CPU profiles (e.g. 127.0.0.1:8082); 0 disables them. "+
+			"They are served without authentication: bind them to loopback.")
 	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
 		"Enable leader election for controller manager. "+
 			"Enabling this will ensure there is only one active controller manager.")
@@ -118,6 +121,7 @@ func main() {
 		Scheme:                  scheme,
 		Metrics:                 metricsServerOptions,
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          enableLeaderElection,
 		LeaderElectionID:        "breaker-operator.circuit.resilience.dev",
 		LeaderElectionNamespace: leaseNamespace(leaderElectionNamespace),

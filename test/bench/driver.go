@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -151,7 +152,12 @@ type sizeRun struct {
 	targetPID int
 	stalls    *stallWatch
 	idleRSS   int64
-	stopping  []func()
+	floor     writeFloor
+	// idleRuntime is the manager's Go runtime before any breaker existed.
+	idleRuntime goRuntime
+	// pprof is the manager's /debug/pprof base URL.
+	pprof    string
+	stopping []func()
 }
 
 func runSize(ctx context.Context, env *runEnv, n int) (_ *result, err error) {
@@ -164,11 +170,19 @@ func runSize(ctx context.Context, env *runEnv, n int) (_ *result, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	// A listener and two connections per target in the target server, and a few hundred descriptors besides.
+	if want := uint64(3*n + 1024); raiseFileLimit(want) < want {
+		say("N=%d: the open-file limit is below %d; the target server may run out of descriptors", n, want)
+	}
 	say("N=%d: starting the control plane", n)
 	if err := r.startControlPlane(ctx); err != nil {
 		return nil, err
 	}
 	if err := r.startTarget(); err != nil {
+		return nil, err
+	}
+	say("N=%d: timing the API server's status writes", n)
+	if r.floor, err = r.measureWriteRate(ctx, min(max(n, 200), 2000)); err != nil {
 		return nil, err
 	}
 	if err := r.startManager(ctx); err != nil {
@@ -181,31 +195,40 @@ func runSize(ctx context.Context, env *runEnv, n int) (_ *result, err error) {
 	res := &result{N: n, Label: cfg.label, IntervalSeconds: cfg.interval.Seconds(),
 		OpenTogether: len(r.groups.together), Hanging: len(r.groups.hanging)}
 	closedOK := func(b *observed) bool { return b.state == circuitv1alpha1.StateClosed && b.lastProbeOK }
-	say("N=%d: creating the %d breakers to be opened together", n, len(r.groups.together))
-	created := time.Now()
-	if err := r.create(ctx, r.groups.together, 0); err != nil {
-		return nil, err
-	}
-	res.CreateSeconds = time.Since(created).Seconds()
-	if err := r.waitAll(ctx, "the first breakers Closed after a successful probe", r.groups.together, 5*time.Minute, closedOK); err != nil {
-		return nil, err
-	}
-	// Created in one burst, the K breakers were probed at once, so they are in
+	// The creation burst: every breaker at once, the K to be opened together
+	// first. Created in one burst, the K are probed at once, so they are in
 	// step: they later fail, open and go HalfOpen as nearly together as the
 	// system allows. (A restarted manager spreads first probes over one
 	// interval, so a restart would not put them in step.)
-	others := r.groups.all[len(r.groups.together):]
-	say("N=%d: creating %d more breakers spread over one interval", n, len(others))
-	created = time.Now()
-	if err := r.create(ctx, others, float64(len(others))/cfg.interval.Seconds()); err != nil {
+	say("N=%d: creating all %d breakers at once, %d in parallel (the %d to be opened together first)",
+		n, n, burstWorkers, len(r.groups.together))
+	res.Burst.Floor = r.floor
+	created := make([]time.Time, n)
+	b0 := r.snap(ctx, true)
+	if err := parallel(ctx, burstWorkers, n, func(i int) error {
+		created[i] = time.Now()
+		if err := r.c.Create(ctx, r.breaker(i)); err != nil {
+			return fmt.Errorf("creating %s: %w", breakerName(i), err)
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
-	res.CreateSeconds += time.Since(created).Seconds()
-	if err := r.waitAll(ctx, "every breaker Closed after a successful probe", r.groups.all, 5*time.Minute+time.Duration(n)*20*time.Millisecond,
-		closedOK); err != nil {
+	res.Burst.Seconds = time.Since(b0.at).Seconds()
+	res.CreateSeconds = res.Burst.Seconds
+	within := 5*time.Minute + time.Duration(n)*20*time.Millisecond
+	if err := r.waitAll(ctx, "a recorded verdict of every breaker", r.groups.all, within,
+		func(b *observed) bool { return !b.verdictAt.IsZero() }); err != nil {
 		return nil, err
 	}
-	res.ReadySeconds = time.Since(created).Seconds()
+	lastVerdict := r.obs.latestVerdict()
+	if err := r.waitAll(ctx, "every breaker Closed after a successful probe", r.groups.all, within, closedOK); err != nil {
+		return nil, err
+	}
+	res.ReadySeconds = time.Since(b0.at).Seconds()
+	// Two more rounds of every breaker after the last verdict, for the cadence during the burst.
+	sleepCtx(ctx, time.Until(lastVerdict.Add(2*cfg.interval)))
+	b1 := r.snap(ctx, false)
 
 	if err := r.startRefProber(); err != nil {
 		return nil, err
@@ -217,6 +240,7 @@ func runSize(ctx context.Context, env *runEnv, n int) (_ *result, err error) {
 	s0 := r.snap(ctx, true)
 	sleepCtx(ctx, cfg.steady)
 	s1 := r.snap(ctx, false)
+	r.saveHeapProfile(ctx, res)
 
 	p0 := r.snap(ctx, true)
 	flip, err := r.openTogether(ctx)
@@ -266,6 +290,7 @@ func runSize(ctx context.Context, env *runEnv, n int) (_ *result, err error) {
 	res.OpenPhase = r.window(arr, r.groups.together, p0, p1)
 	res.AfterRestart = r.window(arr, r.groups.healthy, r0, r1)
 	res.RestartGapMs = restartGaps(arr.mgr, r.groups.healthy, stopped, cfg.interval)
+	r.measureBurst(&res.Burst, arr, created, b0, b1, lastVerdict)
 	r.measure(res, arr, s0, s1, i0, i1, flip)
 	say("N=%d: done", n)
 	return res, nil
@@ -351,6 +376,11 @@ func (r *sizeRun) startManager(ctx context.Context) error {
 		return err
 	}
 	r.metrics = "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
+	pprofPort, err := localcp.FreePort()
+	if err != nil {
+		return err
+	}
+	r.pprof = "http://127.0.0.1:" + strconv.Itoa(pprofPort) + "/debug/pprof"
 	logPath := filepath.Join(r.dir, "manager.log")
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -363,6 +393,7 @@ func (r *sizeRun) startManager(ctx context.Context) error {
 			"--probe-allow-loopback",
 			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
 			"--metrics-secure=false",
+			"--pprof-bind-address=127.0.0.1:" + strconv.Itoa(pprofPort),
 		}, r.env.cfg.managerArgs...),
 		Log: log,
 	})
@@ -381,6 +412,9 @@ func (r *sizeRun) startManager(ctx context.Context) error {
 	// Let the caches sync and the heap settle before taking the idle footprint.
 	sleepCtx(ctx, 2*time.Second)
 	r.idleRSS, err = rssBytes(r.manager.Pid())
+	if mf, err := scrape(ctx, http.DefaultClient, r.metrics); err == nil {
+		r.idleRuntime = goRuntimeOf(mf)
+	}
 	return err
 }
 
@@ -420,48 +454,6 @@ func (r *sizeRun) breaker(i int) *circuitv1alpha1.CircuitBreaker {
 		cb.Spec.FailureRate = &circuitv1alpha1.FailureRate{Window: cfg.failureRateWindow, Percent: 50}
 	}
 	return cb
-}
-
-// create creates the breakers idx with parallel requests, at most perSecond
-// of them a second (0: as fast as the API server takes them).
-func (r *sizeRun) create(ctx context.Context, idx []int, perSecond float64) error {
-	const workers = 32
-	jobs := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range jobs {
-				if err := r.c.Create(ctx, r.breaker(i)); err != nil {
-					errs <- fmt.Errorf("creating %s: %w", breakerName(i), err)
-					return
-				}
-			}
-		})
-	}
-	start := time.Now()
-	var err error
-feed:
-	for k, i := range idx {
-		if perSecond > 0 {
-			sleepCtx(ctx, time.Until(start.Add(time.Duration(float64(k)/perSecond*float64(time.Second)))))
-		}
-		select {
-		case jobs <- i:
-		case err = <-errs:
-			break feed
-		case <-ctx.Done():
-			err = ctx.Err()
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	close(errs)
-	if err != nil {
-		return err
-	}
-	return <-errs
 }
 
 // waitAll waits until cond holds for every breaker of idx.
@@ -578,8 +570,10 @@ type snapshot struct {
 	at                              time.Time
 	manager, ref, api, etcd, target time.Duration
 	managerRSS                      int64
-	statusPatches, events           float64
-	managerRequests, mgrPuts        float64
+	// The manager's Go runtime, from its metrics at the end of a window.
+	runtime                  goRuntime
+	statusPatches, events    float64
+	managerRequests, mgrPuts float64
 	// Sums and counts of histograms: the API server's status PATCH latency, and
 	// the manager's time queued before a reconcile and reconcile time.
 	patchSum, patchCount float64
@@ -611,6 +605,7 @@ func (r *sizeRun) snap(ctx context.Context, start bool) snapshot {
 			queue := map[string]string{"name": "circuitbreaker"}
 			s.queueSum, s.queueCount = sumHistogram(mf, "workqueue_queue_duration_seconds", queue)
 			s.workSum, s.workCount = sumHistogram(mf, "workqueue_work_duration_seconds", queue)
+			s.runtime = goRuntimeOf(mf)
 		} else {
 			s.scrapeErr = errors.Join(s.scrapeErr, err)
 		}
@@ -695,4 +690,51 @@ func (w *stallWatch) longest(from, to time.Time) time.Duration {
 		}
 	}
 	return longest
+}
+
+// saveHeapProfile writes the manager's heap profile (after a collection) and a
+// 20 s CPU profile into the -profiles directory, if one was given.
+func (r *sizeRun) saveHeapProfile(ctx context.Context, res *result) {
+	dir := r.env.cfg.profiles
+	if dir == "" {
+		return
+	}
+	path := filepath.Join(dir, "heap-n"+strconv.Itoa(r.n)+".pb.gz")
+	if err := fetchToFile(ctx, r.pprof+"/heap?gc=1", path); err != nil {
+		say("N=%d: saving the heap profile: %v", r.n, err)
+		return
+	}
+	res.HeapProfile = path
+	// A CPU profile of the steady state too, after the window (profiling costs CPU).
+	cpu := filepath.Join(dir, "cpu-n"+strconv.Itoa(r.n)+".pb.gz")
+	if err := fetchToFile(ctx, r.pprof+"/profile?seconds=20", cpu); err != nil {
+		say("N=%d: saving the CPU profile: %v", r.n, err)
+	}
+}
+
+func fetchToFile(ctx context.Context, url, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -74,11 +74,13 @@ type config struct {
 	resetTimeout   time.Duration
 	out            string
 	jsonOut        string
-	manager        string
-	managerArgs    []string
-	label          string
-	keep           bool
-	smoke          bool
+	// profiles, when set, is a directory for the manager's heap profiles.
+	profiles    string
+	manager     string
+	managerArgs []string
+	label       string
+	keep        bool
+	smoke       bool
 	// failureRateWindow, when positive, gives every breaker a failureRate of
 	// that window at 50 percent.
 	failureRateWindow int32
@@ -128,6 +130,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&d.hangPercent, "hang-percent", d.hangPercent, "Percentage of targets that hang in the isolation window.")
 	fs.StringVar(&d.out, "out", "", "Write the report into this markdown file (e.g. docs/benchmarks.md), between its bench markers.")
 	fs.StringVar(&d.jsonOut, "json", "", "Write the raw results as JSON to this file.")
+	fs.StringVar(&d.profiles, "profiles", "", "Save the manager's heap profile at the end of the steady window, and a 20 s CPU profile after it, into this directory as heap-n<N>.pb.gz and cpu-n<N>.pb.gz (read them with `go tool pprof`).")
 	fs.StringVar(&d.manager, "manager", "", "A manager binary to run instead of building ./cmd.")
 	managerArgs := fs.String("manager-args", "", "Extra flags for the manager, space-separated (e.g. --max-concurrent-reconciles=8).")
 	fs.StringVar(&d.label, "label", d.label, "Name of the design measured, shown in the report.")
@@ -158,7 +161,7 @@ func parseFlags(args []string) (config, error) {
 				cfg.hangPercent = d.hangPercent
 			}
 		})
-		cfg.out, cfg.jsonOut, cfg.manager, cfg.label, cfg.keep = d.out, d.jsonOut, d.manager, d.label, d.keep
+		cfg.out, cfg.jsonOut, cfg.manager, cfg.label, cfg.keep, cfg.profiles = d.out, d.jsonOut, d.manager, d.label, d.keep, d.profiles
 	}
 	cfg.failureRateWindow = int32(*failureRate)
 	if !*smoke || isSet(fs, "n") {

@@ -14,11 +14,13 @@ type result struct {
 	IntervalSeconds float64 `json:"intervalSeconds"`
 	OpenTogether    int     `json:"openTogether"`
 	Hanging         int     `json:"hanging"`
-	// CreateSeconds is how long creating the breakers took; ReadySeconds is
-	// from the start of the second (paced) batch until every breaker was
-	// Closed after a successful probe.
+	// CreateSeconds is how long creating all N at once took; ReadySeconds is
+	// from the first create until every breaker was Closed after a successful probe.
 	CreateSeconds float64 `json:"createSeconds"`
 	ReadySeconds  float64 `json:"readySeconds"`
+
+	// Burst is the creation of all N at once, with the write floor it is judged against.
+	Burst burst `json:"burst"`
 
 	Steady window `json:"steady"`
 	// Isolation is the window with hanging targets; IsolationBaseline is the
@@ -41,10 +43,16 @@ type result struct {
 	ManagerIdleRSSMiB float64 `json:"managerIdleRssMiB"`
 	ManagerRSSMiB     float64 `json:"managerRssMiB"`
 	RSSPerBreakerKiB  float64 `json:"rssPerBreakerKiB"`
-	HealthyNotClosed  int     `json:"healthyNotClosedAtEnd"`
-	EveryTargetProbed bool    `json:"everyTargetProbed"`
-	WatchRestarts     int     `json:"watchRestarts"`
-	ScrapeErrors      string  `json:"scrapeErrors,omitempty"`
+	// Runtime is the manager's Go heap, stacks and goroutines before any
+	// breaker existed and at the end of the steady window; HeapProfile the
+	// file its heap profile was saved to then (with -profiles).
+	IdleRuntime       goRuntime `json:"idleRuntime"`
+	SteadyRuntime     goRuntime `json:"steadyRuntime"`
+	HeapProfile       string    `json:"heapProfile,omitempty"`
+	HealthyNotClosed  int       `json:"healthyNotClosedAtEnd"`
+	EveryTargetProbed bool      `json:"everyTargetProbed"`
+	WatchRestarts     int       `json:"watchRestarts"`
+	ScrapeErrors      string    `json:"scrapeErrors,omitempty"`
 }
 
 // window is what one measuring window showed.
@@ -126,6 +134,7 @@ func (r *sizeRun) measure(res *result, arr arrivals, s0, s1, i0, i1 snapshot, fl
 	res.ManagerIdleRSSMiB = float64(r.idleRSS) / (1 << 20)
 	res.ManagerRSSMiB = float64(s1.managerRSS) / (1 << 20)
 	res.RSSPerBreakerKiB = float64(s1.managerRSS-r.idleRSS) / 1024 / float64(r.n)
+	res.IdleRuntime, res.SteadyRuntime = r.idleRuntime, s1.runtime
 	if err := s0.scrapeErr; err != nil {
 		res.ScrapeErrors = err.Error()
 	}

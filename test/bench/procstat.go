@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -125,4 +126,25 @@ func loadAverage() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// raiseFileLimit lifts this process's open-file limit, which the target
+// server, manager and reference prober inherit: at N = 10,000 the target
+// server holds a listener and two connections per target. Raising the hard
+// limit needs privilege; without it the soft limit goes up to the hard one.
+// It returns the limit now in force.
+func raiseFileLimit(want uint64) uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	if lim.Cur >= want {
+		return lim.Cur
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}); err == nil {
+		return want
+	}
+	lim.Cur = lim.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	return lim.Cur
 }

@@ -39,23 +39,42 @@ func (rep *report) markdown() string {
 		name, target string
 		cell         func(r result) string
 	}{
+		{"Write floor: status writes a second the API server takes (16 in parallel, no manager running)", "", func(r result) string {
+			f := r.Burst.Floor
+			return fmt.Sprintf("%.0f/s (%d timed); %s s for N writes, %s ms for K", f.PerSecond, f.Writes, num(f.seconds(r.N)),
+				num(1000*f.seconds(r.OpenTogether)))
+		}},
+		{"Creation burst: creates took; every breaker's first verdict recorded after its create, p50 / p99 / max", "max ≤ 1.3 × write floor for N", func(r result) string {
+			b := r.Burst
+			return fmt.Sprintf("%s s; %s / %s / %s ms (%d of %d; max = %s × floor)", num(b.Seconds), num(b.VerdictMs.P50), num(b.VerdictMs.P99),
+				num(b.VerdictMs.Max), b.Verdicts, r.N, ofFloor(b.VerdictMs.Max, b.Floor, r.N))
+		}},
+		{"Creation burst: first probe after its create, p50 / p99 / max; status writes per breaker up to the last verdict", "", func(r result) string {
+			b := r.Burst
+			return fmt.Sprintf("%s / %s / %s ms; %.2f", num(b.FirstProbeMs.P50), num(b.FirstProbeMs.P99), num(b.FirstProbeMs.Max), b.StatusWritesPerBreaker)
+		}},
+		{"Creation burst: probes delivered; lateness p50 / p99 / max (to two intervals after the last verdict)", "every one; p99 ≤ 1%", func(r result) string {
+			w := r.Burst.Window
+			return fmt.Sprintf("%.2f%% (%d missed); %s", w.Manager.DeliveredPercent(), w.Manager.Missed, lateness(w.Manager, r))
+		}},
 		{"Probes delivered, steady state", "every one", func(r result) string {
 			return fmt.Sprintf("%.2f%% (%d missed)", r.Steady.Manager.DeliveredPercent(), r.Steady.Manager.Missed)
 		}},
 		{"Lateness beyond interval, p50 / p99 / max", "p99 ≤ 2% (stretch 1%)", func(r result) string { return lateness(r.Steady.Manager, r) }},
 		{"Reference prober lateness, p50 / p99 / max", "", func(r result) string { return lateness(r.Steady.Ref, r) }},
-		{"Detection: Open visible − (last good probe + threshold × interval), p50 / p99", "", func(r result) string {
-			return fmt.Sprintf("%s / %s ms (%d of %d opened)", num(r.Detection.DelayMs.P50), num(r.Detection.DelayMs.P99),
-				r.Detection.Opened, r.Detection.Breakers)
+		{"Detection: Open visible − (last good probe + threshold × interval), p50 / p99", "p99 ≤ 1.3 × write floor for K", func(r result) string {
+			return fmt.Sprintf("%s / %s ms (%d of %d opened; p99 = %s × floor)", num(r.Detection.DelayMs.P50), num(r.Detection.DelayMs.P99),
+				r.Detection.Opened, r.Detection.Breakers, ofFloor(r.Detection.DelayMs.P99, r.Burst.Floor, r.OpenTogether))
 		}},
 		{"Timed reset: trial probe at the target − nextRetryTime, p50 / p99 / max", "p99 ≤ 250 ms with K = 1000", func(r result) string {
 			q := r.Reset.TrialLateMs
 			return fmt.Sprintf("%s / %s / %s ms (K = %d, 98%% opened within %s ms)", num(q.P50), num(q.P99), num(q.Max),
 				r.OpenTogether, num(r.Detection.OpenSpreadMs))
 		}},
-		{"Timed reset: HalfOpen visible in the API − nextRetryTime, p50 / p99 / max", "p99 ≤ 250 ms with K = 1000", func(r result) string {
+		{"Timed reset: HalfOpen visible in the API − nextRetryTime, p50 / p99 / max", "p99 ≤ 1.3 × write floor for K", func(r result) string {
 			q := r.Reset.LateMs
-			return fmt.Sprintf("%s / %s / %s ms (%d of %d seen)", num(q.P50), num(q.P99), num(q.Max), r.Reset.HalfOpened, r.OpenTogether)
+			return fmt.Sprintf("%s / %s / %s ms (%d of %d seen; p99 = %s × floor)", num(q.P50), num(q.P99), num(q.Max), r.Reset.HalfOpened,
+				r.OpenTogether, ofFloor(q.P99, r.Burst.Floor, r.OpenTogether))
 		}},
 		{"While K open and reset: status writes, events; mean PATCH, queue wait; API server CPU", "", func(r result) string {
 			w := r.OpenPhase
@@ -83,6 +102,10 @@ func (rep *report) markdown() string {
 		{"Manager RSS idle → steady; growth per breaker", "≤ 100 KiB per breaker", func(r result) string {
 			return fmt.Sprintf("%.0f → %.0f MiB; %.1f KiB", r.ManagerIdleRSSMiB, r.ManagerRSSMiB, r.RSSPerBreakerKiB)
 		}},
+		{"Manager Go heap in use, stacks, goroutines: growth per breaker", "", func(r result) string {
+			h, st, g := r.SteadyRuntime.perBreaker(r.IdleRuntime, r.N)
+			return fmt.Sprintf("%.1f KiB, %.1f KiB, %.2f", h, st, g)
+		}},
 		{"API server / etcd / target server CPU, steady state", "", func(r result) string {
 			return fmt.Sprintf("%.2f / %.2f / %.2f cores", r.Steady.APIServerCores, r.Steady.EtcdCores, r.Steady.TargetCores)
 		}},
@@ -108,7 +131,7 @@ func (rep *report) markdown() string {
 		{"Manager CPU per probe with hanging targets", "", func(r result) string {
 			return fmt.Sprintf("%.3f ms (reference %.3f ms)", r.Isolation.ManagerCPUPerProbeMs, r.Isolation.RefCPUPerProbeMs)
 		}},
-		{"Create N; all Closed after the last creations began", "", func(r result) string {
+		{"Create N at once; all Closed after the first create", "", func(r result) string {
 			return fmt.Sprintf("%.0f s; %.0f s", r.CreateSeconds, r.ReadySeconds)
 		}},
 	}
@@ -157,6 +180,15 @@ func lateness(c cadence, r result) string {
 }
 
 // num prints a figure with as many decimals as its size deserves.
+// ofFloor is a delay in ms as a multiple of the write floor for n writes.
+func ofFloor(delayMs float64, f writeFloor, n int) string {
+	floor := f.seconds(n)
+	if floor <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", delayMs/1000/floor)
+}
+
 func num(v float64) string {
 	switch a := max(v, -v); {
 	case a >= 100:

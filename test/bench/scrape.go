@@ -84,3 +84,29 @@ func sumHistogram(families map[string]*dto.MetricFamily, name string, match map[
 	}
 	return sum, count
 }
+
+// goRuntime is what a Go process's metrics say of its memory.
+type goRuntime struct {
+	HeapInuseBytes  float64 `json:"heapInuseBytes"`
+	StackInuseBytes float64 `json:"stackInuseBytes"`
+	Goroutines      float64 `json:"goroutines"`
+}
+
+func goRuntimeOf(mf map[string]*dto.MetricFamily) goRuntime {
+	return goRuntime{
+		HeapInuseBytes:  sumCounter(mf, "go_memstats_heap_inuse_bytes", nil),
+		StackInuseBytes: sumCounter(mf, "go_memstats_stack_inuse_bytes", nil),
+		Goroutines:      sumCounter(mf, "go_goroutines", nil),
+	}
+}
+
+// perBreaker is the growth from idle to steady per breaker: heap and stack
+// KiB, and goroutines.
+func (g goRuntime) perBreaker(idle goRuntime, n int) (heapKiB, stackKiB, goroutines float64) {
+	if n == 0 {
+		return 0, 0, 0
+	}
+	f := float64(n)
+	return (g.HeapInuseBytes - idle.HeapInuseBytes) / 1024 / f, (g.StackInuseBytes - idle.StackInuseBytes) / 1024 / f,
+		(g.Goroutines - idle.Goroutines) / f
+}

@@ -55,6 +55,14 @@ func TestSmokeRunProbesEveryBreakerWithoutSteadyStateWrites(t *testing.T) {
 	g.Expect(rep.Results).To(HaveLen(1))
 	r := rep.Results[0]
 	g.Expect(r.EveryTargetProbed).To(BeTrue(), "every target probed at least once")
+	g.Expect(r.Burst.Floor.PerSecond).To(BeNumerically(">", 0), "the API server's write rate was measured")
+	g.Expect(r.Burst.Verdicts).To(Equal(r.N), "every breaker of the creation burst has a recorded verdict")
+	g.Expect(r.Burst.Window.Manager.Unprobed).To(BeZero(), "every breaker probed during the creation burst")
+	// One write per new breaker (its first status and first result together);
+	// the margin is for a breaker whose probe a stall of the machine held past
+	// retryTimeout, which then gets its first status on its own. Two writes
+	// each, the design before, fail this.
+	g.Expect(r.Burst.StatusWritesPerBreaker).To(BeNumerically("<=", 1.2), "one status write per new breaker")
 	g.Expect(r.Steady.Manager.Unprobed).To(BeZero(), "every breaker probed in the steady window")
 	g.Expect(r.Steady.Manager.Delivered).To(BeNumerically(">", 0))
 	g.Expect(r.Detection.Opened).To(Equal(r.Detection.Breakers), "every breaker whose target failed opened")

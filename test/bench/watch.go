@@ -31,7 +31,9 @@ type observed struct {
 	state  circuitv1alpha1.State
 	// lastProbeOK: status.lastProbe says Success.
 	lastProbeOK bool
-	changes     []stateChange
+	// verdictAt is when the watch first saw a recorded result (status.lastProbe).
+	verdictAt time.Time
+	changes   []stateChange
 }
 
 type stateChange struct {
@@ -117,6 +119,9 @@ func (o *observer) observe(cb *circuitv1alpha1.CircuitBreaker, typ watch.EventTy
 	}
 	st := cb.Status
 	b.lastProbeOK = st.LastProbe != nil && st.LastProbe.Result == circuitv1alpha1.ProbeSuccess
+	if st.LastProbe != nil && b.verdictAt.IsZero() {
+		b.verdictAt = now
+	}
 	if st.State != b.state {
 		b.state = st.State
 		b.changes = append(b.changes, stateChange{state: st.State, seen: now,
@@ -142,6 +147,19 @@ func (o *observer) count(idx []int, cond func(*observed) bool) int {
 		}
 	}
 	return n
+}
+
+// latestVerdict is the latest time a breaker's first verdict was seen.
+func (o *observer) latestVerdict() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var t time.Time
+	for i := range o.breakers {
+		if v := o.breakers[i].verdictAt; v.After(t) {
+			t = v
+		}
+	}
+	return t
 }
 
 // snapshot returns a deep copy of what was observed of breaker i.
