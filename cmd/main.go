@@ -80,6 +80,9 @@ func main() {
 		"Checked on the resolved address at connect time; deny wins over allow.")
 	flag.Var(&allowCIDRs, "probe-allow-cidrs", "Comma-separated CIDRs that probes may connect to; empty allows every address not denied.")
 	flag.BoolVar(&allowLoopback, "probe-allow-loopback", false, "Allow probes to loopback addresses (127.0.0.0/8, ::1), for local runs and tests.")
+	probeKeepAlive := flag.Bool("probe-keep-alive", true, "Keep one idle connection per HTTP(S) target host for its next probe. "+
+		"false opens a fresh connection for every probe and closes it after, as kubelet does: no memory held between probes, "+
+		"but a TCP (and TLS) handshake per probe and a socket left in TIME_WAIT.")
 	flag.IntVar(&maxProbes, "max-concurrent-probes", 4096, "How many probes may be in flight at once.")
 	flag.IntVar(&maxProbesPerNamespace, "max-concurrent-probes-per-namespace", 1024,
 		"How many of --max-concurrent-probes the breakers of one namespace may hold at once (0: no bound of its own). "+
@@ -135,7 +138,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent()})
+	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent(), FreshConnections: !*probeKeepAlive})
 	runner := probe.NewRunner(prober, probe.Limits{InFlight: maxProbes, PerNamespace: maxProbesPerNamespace})
 	if err := (&controller.CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -168,13 +169,24 @@ func TestGuardControlJudgesTheDialledAddress(t *testing.T) {
 }
 
 // countingServer is an HTTP server on loopback that counts the connections it
-// accepts and the requests it serves.
+// accepts and closes and the requests it serves.
 type countingServer struct {
 	*httptest.Server
-	conns, requests atomic.Int64
+	conns, closed, requests atomic.Int64
 }
 
 func newCountingServer(t *testing.T, h http.HandlerFunc) *countingServer {
+	t.Helper()
+	return startCountingServer(t, h, (*httptest.Server).Start)
+}
+
+// newCountingTLSServer is a countingServer that serves HTTPS.
+func newCountingTLSServer(t *testing.T, h http.HandlerFunc) *countingServer {
+	t.Helper()
+	return startCountingServer(t, h, (*httptest.Server).StartTLS)
+}
+
+func startCountingServer(t *testing.T, h http.HandlerFunc, start func(*httptest.Server)) *countingServer {
 	t.Helper()
 	cs := &countingServer{}
 	cs.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -182,13 +194,21 @@ func newCountingServer(t *testing.T, h http.HandlerFunc) *countingServer {
 		h(w, r)
 	}))
 	cs.Config.ConnState = func(_ net.Conn, state http.ConnState) {
-		if state == http.StateNew {
+		switch state {
+		case http.StateNew:
 			cs.conns.Add(1)
+		case http.StateClosed:
+			cs.closed.Add(1)
 		}
 	}
-	cs.Start()
+	start(cs.Server)
 	t.Cleanup(cs.Close)
 	return cs
+}
+
+// caPEM is the server's certificate in PEM, for a target's CA bundle.
+func (cs *countingServer) caPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cs.Certificate().Raw})
 }
 
 func TestProberWithGuardRefusesLoopbackBeforeConnecting(t *testing.T) {

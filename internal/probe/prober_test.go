@@ -177,16 +177,46 @@ func TestProbeSendsTheUserAgent(t *testing.T) {
 	g.Expect(got.Load()).To(Equal(testUserAgent))
 }
 
-func TestProbeHTTPReusesOneConnectionAcrossProbes(t *testing.T) {
-	g := NewWithT(t)
-	srv := newCountingServer(t, statusHandler(http.StatusOK))
-	prober := loopbackProber(t)
-	tg := mustTarget(t, srv.URL, 5*time.Second, nil)
-	for range 3 {
-		g.Expect(prober.Probe(context.Background(), tg).Success).To(BeTrue())
+func TestProbeReusesOneConnectionUnlessFreshConnectionsAreAsked(t *testing.T) {
+	const probes = 3
+	tests := []struct {
+		name      string
+		https     bool
+		fresh     bool
+		wantConns int64
+	}{
+		{name: "http with keep-alive uses one connection", wantConns: 1},
+		{name: "http with fresh connections opens one per probe", fresh: true, wantConns: probes},
+		// A CA bundle puts the target on a shared client: the option reaches it too.
+		{name: "https with keep-alive uses one connection", https: true, wantConns: 1},
+		{name: "https with fresh connections opens one per probe", https: true, fresh: true, wantConns: probes},
 	}
-	g.Expect(srv.requests.Load()).To(BeEquivalentTo(3))
-	g.Expect(srv.conns.Load()).To(BeEquivalentTo(1), "steady probing should cost one request, not one connection")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			srv := newCountingServer(t, statusHandler(http.StatusOK))
+			if tt.https {
+				srv = newCountingTLSServer(t, statusHandler(http.StatusOK))
+			}
+			tg := mustTarget(t, srv.URL, 5*time.Second, nil)
+			if tt.https {
+				tg.TLS = &TLS{CAPEM: srv.caPEM()}
+			}
+			prober := New(Options{Guard: mustGuard(t, nil, nil, true), FreshConnections: tt.fresh})
+			prober.Retain(tg) // as the runner does, so that a shared client is kept between probes
+			defer prober.Release(tg)
+			for range probes {
+				g.Expect(prober.Probe(context.Background(), tg).Success).To(BeTrue())
+			}
+			g.Expect(srv.requests.Load()).To(BeEquivalentTo(probes))
+			g.Expect(srv.conns.Load()).To(BeEquivalentTo(tt.wantConns))
+			if tt.fresh {
+				g.Eventually(srv.closed.Load).Should(BeEquivalentTo(probes), "a fresh connection is closed after its probe")
+			} else {
+				g.Consistently(srv.closed.Load, 100*time.Millisecond).Should(BeZero(), "the kept connection was closed")
+			}
+		})
+	}
 }
 
 func TestProbeOfAHangingTargetTimesOutAtItsDeadline(t *testing.T) {
