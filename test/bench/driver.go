@@ -134,25 +134,25 @@ func planGroups(n int, cfg config) groups {
 
 // sizeRun is one benchmark run for one N.
 type sizeRun struct {
-	env       *runEnv
-	n         int
-	dir       string
-	cp        *localcp.ControlPlane
-	c         client.WithWatch
-	target    *targetClient
-	port      int
-	manager   *localcp.Process
-	ref       *localcp.Process
-	obs       *observer
-	groups    groups
-	metrics   string
-	apiHTTP   *http.Client
-	apiPID    int
-	etcdPID   int
-	targetPID int
-	stalls    *stallWatch
-	idleRSS   int64
-	floor     writeFloor
+	env        *runEnv
+	n          int
+	dir        string
+	cp         *localcp.ControlPlane
+	c          client.WithWatch
+	target     *targetClient
+	port       int
+	manager    *localcp.Process
+	ref        *localcp.Process
+	obs        *observer
+	groups     groups
+	metrics    string
+	apiHTTP    *http.Client
+	apiPID     int
+	etcdPID    int
+	targetPIDs []int
+	stalls     *stallWatch
+	idleRSS    int64
+	floor      writeFloor
 	// idleRuntime is the manager's Go runtime before any breaker existed.
 	idleRuntime goRuntime
 	// pprof is the manager's /debug/pprof base URL.
@@ -170,8 +170,8 @@ func runSize(ctx context.Context, env *runEnv, n int) (_ *result, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// A listener and two connections per target in the target server, and a few hundred descriptors besides.
-	if want := uint64(3*n + 1024); raiseFileLimit(want) < want {
+	// A listener and two connections per target in a target process, and a few hundred descriptors besides.
+	if want := uint64(3*min(n, targetsPerProcess) + 1024); raiseFileLimit(want) < want {
 		say("N=%d: the open-file limit is below %d; the target server may run out of descriptors", n, want)
 	}
 	say("N=%d: starting the control plane", n)
@@ -354,19 +354,28 @@ func (r *sizeRun) startProcess(name, path string, args []string) (*localcp.Proce
 	return p, nil
 }
 
+// startTarget starts the target processes, each serving targetsPerProcess
+// targets on the same port.
 func (r *sizeRun) startTarget() error {
-	readyFile := filepath.Join(r.dir, "target.ready")
-	p, err := r.startProcess("target", r.env.self, []string{"target", "-n", strconv.Itoa(r.n), "-ready-file", readyFile})
-	if err != nil {
-		return err
+	r.target = &targetClient{http: &http.Client{Timeout: 2 * time.Minute}}
+	r.port = 0
+	for from := 0; from < r.n; from += targetsPerProcess {
+		to := min(from+targetsPerProcess, r.n)
+		name := "target-" + strconv.Itoa(from/targetsPerProcess)
+		readyFile := filepath.Join(r.dir, name+".ready")
+		p, err := r.startProcess(name, r.env.self, []string{"target", "-n", strconv.Itoa(r.n),
+			"-from", strconv.Itoa(from), "-to", strconv.Itoa(to), "-port", strconv.Itoa(r.port), "-ready-file", readyFile})
+		if err != nil {
+			return err
+		}
+		ready, err := waitTargetReady(readyFile, time.Minute, p.Exited())
+		if err != nil {
+			return err
+		}
+		r.port = ready.Port
+		r.targetPIDs = append(r.targetPIDs, p.Pid())
+		r.target.bases = append(r.target.bases, "http://"+ready.Control)
 	}
-	ready, err := waitTargetReady(readyFile, time.Minute, p.Exited())
-	if err != nil {
-		return err
-	}
-	r.port = ready.Port
-	r.targetPID = p.Pid()
-	r.target = &targetClient{base: "http://" + ready.Control, http: &http.Client{Timeout: 2 * time.Minute}}
 	return nil
 }
 
@@ -619,7 +628,10 @@ func (r *sizeRun) snap(ctx context.Context, start bool) snapshot {
 	if r.ref != nil && r.ref.Running() {
 		s.ref, _ = cpuTime(r.ref.Pid())
 	}
-	s.target, _ = cpuTime(r.targetPID)
+	for _, pid := range r.targetPIDs {
+		t, _ := cpuTime(pid)
+		s.target += t
+	}
 	if r.apiPID > 0 {
 		s.api, _ = cpuTime(r.apiPID)
 	}

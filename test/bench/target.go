@@ -61,20 +61,26 @@ type targetServer struct {
 
 func runTarget(args []string) int {
 	fs := flag.NewFlagSet("target", flag.ContinueOnError)
-	n := fs.Int("n", 0, "Number of targets.")
+	n := fs.Int("n", 0, "Number of targets in all.")
+	from := fs.Int("from", 0, "First target this process serves.")
+	to := fs.Int("to", 0, "One past the last target this process serves (0: n).")
+	port := fs.Int("port", 0, "Port to listen on (0: any free one on every address).")
 	readyFile := fs.String("ready-file", "", "Where to write the control address and port once listening.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *n <= 0 || *n > 250*250 || *readyFile == "" {
-		fmt.Fprintln(os.Stderr, "target: need 0 < -n <= 62500 and -ready-file")
+	if *to == 0 {
+		*to = *n
+	}
+	if *n <= 0 || *n > 250*250 || *readyFile == "" || *from < 0 || *from >= *to || *to > *n {
+		fmt.Fprintln(os.Stderr, "target: need 0 < -n <= 62500, 0 <= -from < -to <= -n and -ready-file")
 		return 2
 	}
 	s := &targetServer{mode: make([]string, *n), mgr: make([][]int64, *n), ref: make([][]int64, *n)}
 	for i := range s.mode {
 		s.mode[i] = modeOK
 	}
-	listeners, port, err := listenTargets(*n)
+	listeners, listening, err := listenTargets(*from, *to, *port)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "target:", err)
 		return 1
@@ -94,7 +100,7 @@ func runTarget(args []string) int {
 	mux.HandleFunc("GET /last", s.last)
 	go func() { _ = (&http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}).Serve(ctl) }()
 
-	ready, _ := json.Marshal(targetReady{Control: ctl.Addr().String(), Port: port})
+	ready, _ := json.Marshal(targetReady{Control: ctl.Addr().String(), Port: listening})
 	tmp := *readyFile + ".tmp"
 	if err := os.WriteFile(tmp, ready, 0o600); err != nil {
 		fmt.Fprintln(os.Stderr, "target:", err)
@@ -110,32 +116,36 @@ func runTarget(args []string) int {
 	return 0
 }
 
-// listenTargets listens on one port on every target's address, trying a few
-// ports in case one is taken on some address.
-func listenTargets(n int) ([]net.Listener, int, error) {
+// listenTargets listens on one port on the address of every target in
+// [from, to): the given port, or one free on all of them (a few ports are
+// tried, in case one is taken on some address).
+func listenTargets(from, to, port int) ([]net.Listener, int, error) {
 	var lastErr error
 	for range 5 {
-		first, err := net.Listen("tcp", net.JoinHostPort(targetIP(0), "0"))
+		first, err := net.Listen("tcp", net.JoinHostPort(targetIP(from), strconv.Itoa(port)))
 		if err != nil {
 			return nil, 0, err
 		}
-		port := first.Addr().(*net.TCPAddr).Port
+		p := first.Addr().(*net.TCPAddr).Port
 		ls := []net.Listener{first}
-		for i := 1; i < n && err == nil; i++ {
+		for i := from + 1; i < to && err == nil; i++ {
 			var l net.Listener
-			if l, err = net.Listen("tcp", net.JoinHostPort(targetIP(i), strconv.Itoa(port))); err == nil {
+			if l, err = net.Listen("tcp", net.JoinHostPort(targetIP(i), strconv.Itoa(p))); err == nil {
 				ls = append(ls, l)
 			}
 		}
 		if err == nil {
-			return ls, port, nil
+			return ls, p, nil
 		}
 		lastErr = err
 		for _, l := range ls {
 			_ = l.Close()
 		}
+		if port != 0 {
+			break
+		}
 	}
-	return nil, 0, fmt.Errorf("listening on %d target addresses: %w", n, lastErr)
+	return nil, 0, fmt.Errorf("listening on %d target addresses: %w", to-from, lastErr)
 }
 
 func (s *targetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -225,11 +235,17 @@ func (s *targetServer) last(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(buf)
 }
 
-// targetClient drives a running target role from the driver.
+// targetClient drives the running target processes from the driver: each
+// serves a shard of the targets (a listener and two connections per target
+// take descriptors, which a process has only so many of).
 type targetClient struct {
-	base string
-	http *http.Client
+	bases []string
+	http  *http.Client
 }
+
+// targetsPerProcess is a shard's size: 5,000 listeners and 10,000
+// connections, within the usual limit of 20,000 open files.
+const targetsPerProcess = 5000
 
 func waitTargetReady(file string, within time.Duration, exited <-chan struct{}) (targetReady, error) {
 	deadline := time.Now().Add(within)
@@ -248,10 +264,25 @@ func waitTargetReady(file string, within time.Duration, exited <-chan struct{}) 
 	return targetReady{}, fmt.Errorf("the target process wrote no %s within %s", filepath.Base(file), within)
 }
 
-// setMode switches targets idx to mode and returns when the switch happened.
+// setMode switches targets idx to mode and returns when the switch happened
+// (the latest of the processes' switches: every probe after it got the new mode).
 func (c *targetClient) setMode(mode string, idx []int) (time.Time, error) {
 	body, _ := json.Marshal(idx)
-	resp, err := c.http.Post(c.base+"/mode?mode="+mode, "application/json", strings.NewReader(string(body)))
+	var at time.Time
+	for _, base := range c.bases {
+		t, err := c.setModeOn(base, mode, body)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if t.After(at) {
+			at = t
+		}
+	}
+	return at, nil
+}
+
+func (c *targetClient) setModeOn(base, mode string, body []byte) (time.Time, error) {
+	resp, err := c.http.Post(base+"/mode?mode="+mode, "application/json", strings.NewReader(string(body)))
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -267,53 +298,61 @@ func (c *targetClient) setMode(mode string, idx []int) (time.Time, error) {
 // arrivals are the probe arrival times (Unix nanoseconds) per target, in order.
 type arrivals struct{ mgr, ref [][]int64 }
 
+// arrivals merges the processes' records: each has times only for its own targets.
 func (c *targetClient) arrivals(n int) (arrivals, error) {
-	resp, err := c.http.Get(c.base + "/arrivals")
-	if err != nil {
-		return arrivals{}, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return arrivals{}, err
-	}
 	a := arrivals{mgr: make([][]int64, n), ref: make([][]int64, n)}
-	for i := range n {
-		for _, dst := range []*[]int64{&a.mgr[i], &a.ref[i]} {
-			if len(data) < 4 {
-				return a, errors.New("target: short arrivals dump")
+	for _, base := range c.bases {
+		data, err := c.get(base + "/arrivals")
+		if err != nil {
+			return a, err
+		}
+		for i := range n {
+			for _, dst := range []*[]int64{&a.mgr[i], &a.ref[i]} {
+				if len(data) < 4 {
+					return a, errors.New("target: short arrivals dump")
+				}
+				count := int(binary.LittleEndian.Uint32(data))
+				data = data[4:]
+				if len(data) < 8*count {
+					return a, errors.New("target: short arrivals dump")
+				}
+				for k := range count {
+					*dst = append(*dst, int64(binary.LittleEndian.Uint64(data[8*k:])))
+				}
+				data = data[8*count:]
 			}
-			count := int(binary.LittleEndian.Uint32(data))
-			data = data[4:]
-			if len(data) < 8*count {
-				return a, errors.New("target: short arrivals dump")
-			}
-			times := make([]int64, count)
-			for k := range times {
-				times[k] = int64(binary.LittleEndian.Uint64(data[8*k:]))
-			}
-			data = data[8*count:]
-			*dst = times
 		}
 	}
 	return a, nil
 }
 
-// lastArrivals returns the arrival time of each target's latest manager probe (zero if none).
-func (c *targetClient) lastArrivals() ([]time.Time, error) {
-	resp, err := c.http.Get(c.base + "/last")
+func (c *targetClient) get(url string) ([]byte, error) {
+	resp, err := c.http.Get(url)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("target: %s: %s", url, resp.Status)
 	}
-	out := make([]time.Time, len(data)/8)
-	for i := range out {
-		if ns := int64(binary.LittleEndian.Uint64(data[8*i:])); ns != 0 {
-			out[i] = time.Unix(0, ns)
+	return io.ReadAll(resp.Body)
+}
+
+// lastArrivals returns the arrival time of each target's latest manager probe (zero if none).
+func (c *targetClient) lastArrivals() ([]time.Time, error) {
+	var out []time.Time
+	for _, base := range c.bases {
+		data, err := c.get(base + "/last")
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = make([]time.Time, len(data)/8)
+		}
+		for i := range min(len(out), len(data)/8) {
+			if ns := int64(binary.LittleEndian.Uint64(data[8*i:])); ns != 0 && time.Unix(0, ns).After(out[i]) {
+				out[i] = time.Unix(0, ns)
+			}
 		}
 	}
 	return out, nil

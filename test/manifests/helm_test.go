@@ -28,6 +28,7 @@ var everyToggle = []string{
 	"controllerManager.concurrency.maxProbes=512",
 	"controllerManager.concurrency.maxProbesPerNamespace=128",
 	"controllerManager.concurrency.maxReconciles=8",
+	"controllerManager.probeKeepAlive=false",
 	"controllerManager.enableHTTP2=true",
 	"controllerManager.logLevel=debug",
 	"controllerManager.container.image.repository=example.com/breaker-operator",
@@ -168,7 +169,7 @@ func TestHelmChartPassesEveryManagerFlag(t *testing.T) {
 		"--leader-elect", "--leader-election-namespace=breaker-leases", "--health-probe-bind-address=:8081",
 		"--metrics-bind-address=:9443", "--metrics-secure=true",
 		"--probe-deny-cidrs=169.254.0.0/16,10.96.0.0/12", "--probe-allow-cidrs=10.0.0.0/8", "--probe-allow-loopback",
-		"--max-concurrent-probes=512", "--max-concurrent-probes-per-namespace=128", "--max-concurrent-reconciles=8", "--enable-http2", "--zap-log-level=debug",
+		"--max-concurrent-probes=512", "--max-concurrent-probes-per-namespace=128", "--max-concurrent-reconciles=8", "--probe-keep-alive=false", "--enable-http2", "--zap-log-level=debug",
 	))
 	defaults := managerArgs(t, decodeAll(t, []byte(helmTemplate(t, "ns", nil))))
 	g.Expect(defaults).NotTo(ContainElement(HavePrefix("--probe-allow-loopback")), "loopback probes stay off by default")
