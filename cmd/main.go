@@ -87,7 +87,8 @@ func main() {
 	flag.IntVar(&maxProbesPerNamespace, "max-concurrent-probes-per-namespace", 1024,
 		"How many of --max-concurrent-probes the breakers of one namespace may hold at once (0: no bound of its own). "+
 			"A namespace at its bound waits without delaying the probes of any other.")
-	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 4, "How many breakers may be reconciled at once.")
+	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 16, "How many breakers may be reconciled at once. "+
+		"A reconcile that writes mostly waits for the API server, which takes most writes a second with about 16 in flight.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)

@@ -44,7 +44,7 @@ type CircuitBreakerReconciler struct {
 	Runner    *probe.Runner
 	// Clock tells the time; tests may inject a fake one.
 	Clock clock.PassiveClock
-	// MaxConcurrentReconciles bounds the reconcile workers (default 4).
+	// MaxConcurrentReconciles bounds the reconcile workers (at least 1; the manager's flag gives 16).
 	MaxConcurrentReconciles int
 	// refs watches the Secrets and ConfigMaps that breakers reference.
 	refs *refWatcher
@@ -54,6 +54,12 @@ type CircuitBreakerReconciler struct {
 	// statusWritten holds the resourceVersion of each enforcing breaker as this
 	// manager last wrote its status, for the same purpose.
 	statusWritten sync.Map
+	// lastWritten holds the resourceVersion of every breaker as this manager
+	// last wrote its status, until the cache shows it (see settleQuietly).
+	lastWritten sync.Map
+	// keyLocks serialize a breaker's Reconcile with settleQuietly, so that the
+	// same results are never recorded by both.
+	keyLocks [1024]sync.Mutex
 	// SkipNameValidation lets several managers in one process (tests) register
 	// the same controller name.
 	SkipNameValidation bool
@@ -71,6 +77,9 @@ type CircuitBreakerReconciler struct {
 // writes its status if it changed, and schedules its next probe or wake-up.
 func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := probe.Key{Namespace: req.Namespace, Name: req.Name}
+	l := r.lockFor(key)
+	l.Lock()
+	defer l.Unlock()
 	cb := &circuitv1alpha1.CircuitBreaker{}
 	err := r.Get(ctx, req.NamespacedName, cb)
 	if apierrors.IsNotFound(err) || (err == nil && !cb.DeletionTimestamp.IsZero()) {
@@ -103,10 +112,16 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	r.afterWrite(ctx, cb, key, d)
 	if d.again {
-		return ctrl.Result{RequeueAfter: time.Nanosecond, Priority: ptr.To(transitionPriority)}, nil
+		// HalfOpen is recorded; the trial's outcome waits, at the priority of what it will record.
+		return ctrl.Result{RequeueAfter: time.Nanosecond, Priority: ptr.To(max(r.resultsPriority(ctx, req), transitionPriority))}, nil
 	}
 	// The wake-up is due at a fixed time; the write took some of the wait.
-	return ctrl.Result{RequeueAfter: remaining(d.wake, r.Clock.Since(now)), Priority: ptr.To(transitionPriority)}, nil
+	// An Open circuit's wake-up records HalfOpen.
+	priority := transitionPriority
+	if d.status.State == circuitv1alpha1.StateOpen {
+		priority = stopPriority
+	}
+	return ctrl.Result{RequeueAfter: remaining(d.wake, r.Clock.Since(now)), Priority: ptr.To(priority)}, nil
 }
 
 // decideAndWrite resolves the spec, decides, and writes the status if it
@@ -139,6 +154,7 @@ func (r *CircuitBreakerReconciler) decideAndWrite(ctx context.Context, cb *circu
 	if err := r.Status().Patch(ctx, cb, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return d, err
 	}
+	r.lastWritten.Store(key, cb.ResourceVersion)
 	if cb.Spec.Enforce != nil || cb.Status.Enforcement != nil {
 		r.statusWritten.Store(key, cb.ResourceVersion)
 	}
@@ -184,6 +200,7 @@ func remaining(wait, elapsed time.Duration) time.Duration {
 func (r *CircuitBreakerReconciler) forget(key probe.Key) {
 	r.Runner.Forget(key)
 	r.statusWritten.Delete(key)
+	r.lastWritten.Delete(key)
 	r.refs.use(types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, nil)
 	metrics.Forget(key.Namespace, key.Name)
 }

@@ -52,9 +52,10 @@ type decision struct {
 	enforce *enforcementPlan
 }
 
-// firstResultGrace is how long past its creation plus retryTimeout a new
-// breaker's first status waits for its first result: the creation time has
-// whole seconds, and the probe may start a little after the reconcile.
+// firstResultGrace is how long past its first probe's start (or its creation)
+// plus retryTimeout a new breaker's first status waits for its first result:
+// the creation time has whole seconds, and the probe may start a little after
+// the reconcile.
 const firstResultGrace = 2 * time.Second
 
 // decide moves a breaker's status forward to now. It is pure: it reads the
@@ -150,8 +151,21 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res resolution, pending []probe.
 	if cb.Status.State == "" && len(pending) == 0 && !d.nextProbe.IsZero() && len(d.transitions) == 0 &&
 		d.forced == "" && d.trip.value == "" {
 		// A new breaker: its first status goes out with its first result. One
-		// that has something to report (a mode, a trip) writes at once.
-		if due := cb.CreationTimestamp.Add(cfg.target.Timeout + firstResultGrace); now.Before(due) {
+		// that has something to report (a mode, a trip) writes at once. The
+		// result is due retryTimeout after the first probe started: the one
+		// this decision schedules when the runner does not know the breaker yet
+		// (it starts at once, however late after the creation this first
+		// reconcile comes, as in a burst of creations), else the one it started.
+		// A probe that has not started by a later decision (waiting for a slot)
+		// no longer holds the status back past creation + retryTimeout.
+		anchor := cb.CreationTimestamp.Time
+		if res.unknownToRunner && now.After(anchor) {
+			anchor = now
+		}
+		if lastStart.After(anchor) {
+			anchor = lastStart
+		}
+		if due := anchor.Add(cfg.target.Timeout + firstResultGrace); now.Before(due) {
 			d.deferWrite, d.wake = true, due.Sub(now)
 		}
 	}

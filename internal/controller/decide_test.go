@@ -324,9 +324,25 @@ func TestDecideANewBreakersFirstStatusWaitsForItsFirstResult(t *testing.T) {
 	g.Expect(readyCondition(d.status).Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(d.status.Target).NotTo(BeEmpty())
 
-	// No result by its deadline: written without one.
-	late := created.Add(200*time.Millisecond + firstResultGrace)
+	// No result by its deadline (retryTimeout after the probe started): written without one.
+	late := decideNow.Add(200*time.Millisecond + firstResultGrace)
+	d = decide(cb, resolvedFor(t, cb), nil, decideNow, late.Add(-time.Millisecond))
+	g.Expect(d.deferWrite).To(BeTrue(), "its probe may still answer")
 	d = decide(cb, resolvedFor(t, cb), nil, decideNow, late)
+	g.Expect(d.deferWrite).To(BeFalse())
+
+	// In a burst of creations the first reconcile may come long after the
+	// creation: the probe it schedules starts at once, and its result is
+	// still what the first status waits for.
+	burst := created.Add(30 * time.Second)
+	first := resolvedFor(t, cb)
+	first.unknownToRunner = true
+	d = decide(cb, first, nil, time.Time{}, burst)
+	g.Expect(d.deferWrite).To(BeTrue())
+	g.Expect(d.nextProbe).To(Equal(burst))
+	g.Expect(d.wake).To(Equal(200*time.Millisecond + firstResultGrace))
+	// A probe that never started (no slot free) does not hold it back again.
+	d = decide(cb, resolvedFor(t, cb), nil, time.Time{}, burst.Add(3*time.Second))
 	g.Expect(d.deferWrite).To(BeFalse())
 
 	// A blocked new breaker says why at once.

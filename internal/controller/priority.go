@@ -24,26 +24,49 @@ import (
 // lower one.
 const transitionPriority = 10
 
-// enqueueResult queues the reconcile for a breaker whose probe finished, ahead
-// of the others if the waiting results will move its state.
+// stopPriority is the priority of a reconcile that will record Open or
+// HalfOpen, above the one that records Closed: when a thousand breakers open
+// together and later go HalfOpen together, their HalfOpen writes would
+// otherwise share the API server with the Closed writes of the trials that
+// already came back, and each circuit's HalfOpen would show about twice as
+// late. The Closed writes lose nothing in total (a breaker's Closed follows its
+// own HalfOpen in any case), and Open and HalfOpen are what callers act on:
+// stop sending, and a trial is under way.
+const stopPriority = 20
+
+// transitionsPriority is the priority of a reconcile that records these transitions.
+func transitionsPriority(ts []breaker.Transition) int {
+	priority := 0
+	for _, t := range ts {
+		if t.To == breaker.Open || t.To == breaker.HalfOpen {
+			return stopPriority
+		}
+		priority = transitionPriority
+	}
+	return priority
+}
+
+// enqueueResult settles the results of a breaker whose probe finished when
+// they change nothing (settleQuietly), and otherwise queues its reconcile,
+// ahead of the others if the waiting results will move its state.
 func (r *CircuitBreakerReconciler) enqueueResult(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request],
 	req reconcile.Request) {
+	if r.settleQuietly(ctx, probe.Key{Namespace: req.Namespace, Name: req.Name}) {
+		return
+	}
 	pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request])
 	if !ok {
 		q.Add(req)
 		return
 	}
-	priority := 0
-	if r.resultsMoveState(ctx, req) {
-		priority = transitionPriority
-	}
+	priority := r.resultsPriority(ctx, req)
 	pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(priority)}, req)
 }
 
-// resultsMoveState reads the breaker from the cache and says whether its
-// waiting results will record a transition.
-func (r *CircuitBreakerReconciler) resultsMoveState(ctx context.Context, req reconcile.Request) bool {
-	return len(r.pendingTransitions(ctx, probe.Key{Namespace: req.Namespace, Name: req.Name})) > 0
+// resultsPriority reads the breaker from the cache and gives the priority of
+// recording its waiting results: by the transitions they will make, 0 if none.
+func (r *CircuitBreakerReconciler) resultsPriority(ctx context.Context, req reconcile.Request) int {
+	return transitionsPriority(r.pendingTransitions(ctx, probe.Key{Namespace: req.Namespace, Name: req.Name}))
 }
 
 // holdProbe tells the runner not to send a breaker's next probe while its
