@@ -110,7 +110,7 @@ lint-fix: golangci-lint ## Run golangci-lint linter and perform fixes.
 BENCH_ARGS ?=
 
 .PHONY: bench
-bench: envtest-assets ## Run the scale and isolation benchmark (N = 100, 1000, 5000; under 15 minutes) and write docs/benchmarks.md.
+bench: envtest-assets ## Run the scale and isolation benchmark (N = 100, 1000, 5000, 10000; about 25 minutes) and write docs/benchmarks.md.
 	go build -o bin/bench ./test/bench
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/bench -out docs/benchmarks.md $(BENCH_ARGS)
 

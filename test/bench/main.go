@@ -88,7 +88,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		sizes:          []int{100, 1000, 5000},
+		sizes:          []int{100, 1000, 5000, 10000},
 		interval:       10 * time.Second,
 		retryTimeout:   10 * time.Second,
 		steady:         50 * time.Second,
@@ -120,7 +120,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	smoke := fs.Bool("smoke", false, "The small run: N=50, 2s interval, about a minute. Other flags given explicitly still apply.")
 	d := defaultConfig()
-	sizes := fs.String("n", "100,1000,5000", "Comma-separated numbers of breakers; one run each.")
+	sizes := fs.String("n", "100,1000,5000,10000", "Comma-separated numbers of breakers; one run each.")
 	fs.DurationVar(&d.interval, "interval", d.interval, "spec.interval of every breaker.")
 	fs.DurationVar(&d.retryTimeout, "retry-timeout", d.retryTimeout, "spec.retryTimeout of every breaker (how long a hanging probe is held).")
 	fs.DurationVar(&d.steady, "steady", d.steady, "Length of the steady-state window.")
