@@ -51,12 +51,9 @@ type CircuitBreakerReconciler struct {
 	// slicesWritten holds the resourceVersion of each guarded EndpointSlice as
 	// this manager last wrote it, to tell a cache that is behind those writes.
 	slicesWritten sync.Map
-	// statusWritten holds the resourceVersion of each enforcing breaker as this
-	// manager last wrote its status, for the same purpose.
+	// statusWritten holds the resourceVersion of each breaker as this manager
+	// last wrote its status, until the cache shows it (see cacheHasLastWrite).
 	statusWritten sync.Map
-	// lastWritten holds the resourceVersion of every breaker as this manager
-	// last wrote its status, until the cache shows it (see settleQuietly).
-	lastWritten sync.Map
 	// keyLocks serialize a breaker's Reconcile with settleQuietly, so that the
 	// same results are never recorded by both.
 	keyLocks [1024]sync.Mutex
@@ -154,10 +151,7 @@ func (r *CircuitBreakerReconciler) decideAndWrite(ctx context.Context, cb *circu
 	if err := r.Status().Patch(ctx, cb, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return d, err
 	}
-	r.lastWritten.Store(key, cb.ResourceVersion)
-	if cb.Spec.Enforce != nil || cb.Status.Enforcement != nil {
-		r.statusWritten.Store(key, cb.ResourceVersion)
-	}
+	r.statusWritten.Store(key, cb.ResourceVersion)
 	return d, nil
 }
 
@@ -169,12 +163,12 @@ func (r *CircuitBreakerReconciler) decideAndWrite(ctx context.Context, cb *circu
 // to the target until the conflict is retried.
 func (r *CircuitBreakerReconciler) currentBreaker(ctx context.Context, key probe.Key,
 	cached *circuitv1alpha1.CircuitBreaker) (*circuitv1alpha1.CircuitBreaker, error) {
-	last, written := r.statusWritten.Load(key)
-	if !written || r.APIReader == nil {
+	enforcing := cached.Spec.Enforce != nil || cached.Status.Enforcement != nil
+	if !enforcing || r.APIReader == nil || r.cacheHasLastWrite(key, cached.ResourceVersion) {
 		return cached, nil
 	}
-	if cached.ResourceVersion == last.(string) {
-		r.statusWritten.CompareAndDelete(key, last)
+	last, written := r.statusWritten.Load(key)
+	if !written {
 		return cached, nil
 	}
 	live := &circuitv1alpha1.CircuitBreaker{}
@@ -200,7 +194,6 @@ func remaining(wait, elapsed time.Duration) time.Duration {
 func (r *CircuitBreakerReconciler) forget(key probe.Key) {
 	r.Runner.Forget(key)
 	r.statusWritten.Delete(key)
-	r.lastWritten.Delete(key)
 	r.refs.use(types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, nil)
 	metrics.Forget(key.Namespace, key.Name)
 }

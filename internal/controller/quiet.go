@@ -90,13 +90,14 @@ func (d decision) quiet() bool {
 // be wrong. Resource versions are compared only for equality, as the API asks;
 // a breaker whose cache never shows the recorded one (a later writer's version
 // arrived through a relist) keeps going through Reconcile, which is always safe.
+// currentBreaker asks the same of an enforcing breaker before it writes slices.
 func (r *CircuitBreakerReconciler) cacheHasLastWrite(key probe.Key, rv string) bool {
-	last, written := r.lastWritten.Load(key)
+	last, written := r.statusWritten.Load(key)
 	if !written {
 		return true
 	}
 	if last.(string) == rv {
-		r.lastWritten.CompareAndDelete(key, last)
+		r.statusWritten.CompareAndDelete(key, last)
 		return true
 	}
 	return false

@@ -96,10 +96,10 @@ func TestQuietNeedsTheCacheToShowTheLastWrite(t *testing.T) {
 	r := &CircuitBreakerReconciler{}
 	key := probe.Key{Namespace: "ns", Name: "b"}
 	g.Expect(r.cacheHasLastWrite(key, "5")).To(BeTrue(), "never written by this manager")
-	r.lastWritten.Store(key, "7")
+	r.statusWritten.Store(key, "7")
 	g.Expect(r.cacheHasLastWrite(key, "5")).To(BeFalse(), "the cache is behind")
 	g.Expect(r.cacheHasLastWrite(key, "7")).To(BeTrue(), "the cache shows it")
-	_, still := r.lastWritten.Load(key)
+	_, still := r.statusWritten.Load(key)
 	g.Expect(still).To(BeFalse(), "dropped once seen")
 	g.Expect(r.lockFor(key)).To(BeIdenticalTo(r.lockFor(probe.Key{Namespace: "ns", Name: "b"})))
 }
