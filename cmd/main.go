@@ -23,6 +23,7 @@ import (
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 	"github.com/resilience-dev/breaker-operator/internal/controller"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
+	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
 	"github.com/resilience-dev/breaker-operator/internal/version"
 	// +kubebuilder:scaffold:imports
 )
@@ -140,12 +141,12 @@ func main() {
 	}
 
 	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent(), FreshConnections: !*probeKeepAlive})
-	runner := probe.NewRunner(prober, probe.Limits{InFlight: maxProbes, PerNamespace: maxProbesPerNamespace})
+	probes := runner.NewRunner(prober, runner.Limits{InFlight: maxProbes, PerNamespace: maxProbesPerNamespace})
 	if err := (&controller.CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
-		Runner:                  runner,
+		Runner:                  probes,
 		MaxConcurrentReconciles: maxReconciles,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "CircuitBreaker")
@@ -160,7 +161,7 @@ func main() {
 	}
 	// A probe still running long past its deadline means the runner is wedged:
 	// fail /healthz so that the kubelet restarts the manager.
-	if err := mgr.AddHealthzCheck("probes", func(*http.Request) error { return runner.Healthy(time.Now()) }); err != nil {
+	if err := mgr.AddHealthzCheck("probes", func(*http.Request) error { return probes.Healthy(time.Now()) }); err != nil {
 		setupLog.Error(err, "Failed to set up health check")
 		os.Exit(1)
 	}

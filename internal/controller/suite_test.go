@@ -32,6 +32,7 @@ import (
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
+	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
 )
 
 // The suite starts one real kube-apiserver + etcd for the package. Each test
@@ -112,7 +113,7 @@ func newNamespace(t *testing.T) string {
 type operator struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
-	runner     *probe.Runner
+	runner     *runner.Runner
 	reconciler *CircuitBreakerReconciler
 }
 
@@ -170,7 +171,7 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), probe.Limits{InFlight: 1024, PerNamespace: opts.perNamespace})
+	probes := runner.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), runner.Limits{InFlight: 1024, PerNamespace: opts.perNamespace})
 	var recorder events.EventRecorder = mgr.GetEventRecorder("circuitbreaker-controller")
 	if opts.wrapRecorder != nil {
 		recorder = opts.wrapRecorder(recorder)
@@ -183,7 +184,7 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                recorder,
-		Runner:                  runner,
+		Runner:                  probes,
 		MaxConcurrentReconciles: workers,
 		SkipNameValidation:      true,
 	}
@@ -191,7 +192,7 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		t.Fatalf("setting up controller: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	op := &operator{cancel: cancel, done: make(chan struct{}), runner: runner, reconciler: r}
+	op := &operator{cancel: cancel, done: make(chan struct{}), runner: probes, reconciler: r}
 	go func() {
 		defer close(op.done)
 		if err := mgr.Start(ctx); err != nil {

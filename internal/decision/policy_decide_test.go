@@ -1,4 +1,4 @@
-package controller
+package decision
 
 import (
 	"slices"
@@ -22,48 +22,48 @@ func TestDecideASlowSuccessIsAFailureWithReasonSlow(t *testing.T) {
 	cb := decideBreaker(closedWith(0, nil), func(cb *circuitv1alpha1.CircuitBreaker) { cb.Spec.SlowProbe = "50ms" })
 	slow := []probe.Result{{Start: decideNow, Latency: 80 * time.Millisecond, Success: true, Reason: probe.ReasonOK, HTTPStatus: 200}}
 	d := decide(cb, resolvedFor(t, cb), slow, decideNow, decideNow)
-	g.Expect(d.status.ConsecutiveFailures).To(Equal(int32(1)))
-	g.Expect(d.status.LastProbe.Result).To(Equal(circuitv1alpha1.ProbeFailure))
-	g.Expect(d.status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonSlow))
-	g.Expect(d.probed[0].Success).To(BeFalse(), "metrics count it as a failure")
-	g.Expect(d.probed[0].Reason).To(Equal(circuitv1alpha1.ProbeReasonSlow))
+	g.Expect(d.Status.ConsecutiveFailures).To(Equal(int32(1)))
+	g.Expect(d.Status.LastProbe.Result).To(Equal(circuitv1alpha1.ProbeFailure))
+	g.Expect(d.Status.LastProbe.Reason).To(Equal(circuitv1alpha1.ProbeReasonSlow))
+	g.Expect(d.Probed[0].Success).To(BeFalse(), "metrics count it as a failure")
+	g.Expect(d.Probed[0].Reason).To(Equal(circuitv1alpha1.ProbeReasonSlow))
 }
 
 func TestDecideForcedOpenSendsNoProbeAndAutoSendsATrialAtOnce(t *testing.T) {
 	g := NewWithT(t)
 	cb := decideBreaker(closedWith(0, nil), withMode(circuitv1alpha1.ModeForcedOpen))
 	d := decide(cb, resolvedFor(t, cb), nil, decideNow.Add(-time.Second), decideNow)
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen))
-	g.Expect(d.status.NextRetryTime).To(BeNil())
-	g.Expect(d.status.ForcedMode).To(Equal(circuitv1alpha1.ModeForcedOpen))
-	g.Expect(d.nextProbe).To(BeZero(), "no probe while ForcedOpen")
-	g.Expect(d.wake).To(BeZero())
-	g.Expect(d.forced).To(Equal(breaker.ModeForcedOpen), "an Event says so once")
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateOpen))
+	g.Expect(d.Status.NextRetryTime).To(BeNil())
+	g.Expect(d.Status.ForcedMode).To(Equal(circuitv1alpha1.ModeForcedOpen))
+	g.Expect(d.NextProbe).To(BeZero(), "no probe while ForcedOpen")
+	g.Expect(d.Effects.Wake).To(BeZero())
+	g.Expect(d.Effects.Forced).To(Equal(breaker.ModeForcedOpen), "an Event says so once")
 
-	cb.Status = d.status
+	cb.Status = d.Status
 	later := decide(cb, resolvedFor(t, cb), nil, decideNow.Add(-time.Second), decideNow.Add(time.Hour))
-	g.Expect(later.status.State).To(Equal(circuitv1alpha1.StateOpen))
-	g.Expect(later.forced).To(BeEmpty(), "no second Event")
+	g.Expect(later.Status.State).To(Equal(circuitv1alpha1.StateOpen))
+	g.Expect(later.Effects.Forced).To(BeEmpty(), "no second Event")
 
 	cb.Spec.Mode = circuitv1alpha1.ModeAuto
 	auto := decide(cb, resolvedFor(t, cb), nil, decideNow.Add(-time.Second), decideNow.Add(time.Hour))
-	g.Expect(auto.status.State).To(Equal(circuitv1alpha1.StateHalfOpen))
-	g.Expect(auto.nextProbe).To(Equal(decideNow.Add(time.Hour)), "a trial at once")
+	g.Expect(auto.Status.State).To(Equal(circuitv1alpha1.StateHalfOpen))
+	g.Expect(auto.NextProbe).To(Equal(decideNow.Add(time.Hour)), "a trial at once")
 }
 
 func TestDecideForcedClosedRecordsProbesAndReportsWouldBeOpenings(t *testing.T) {
 	g := NewWithT(t)
 	cb := decideBreaker(closedWith(2, nil), withMode(circuitv1alpha1.ModeForcedClosed))
 	d := decide(cb, resolvedFor(t, cb), failedProbe(decideNow), decideNow, decideNow)
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
-	g.Expect(d.status.ConsecutiveFailures).To(Equal(int32(3)))
-	g.Expect(d.wouldOpen).To(Equal([]string{breaker.ReasonThresholdReached}))
-	g.Expect(d.nextProbe).NotTo(BeZero(), "probes go on")
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.Status.ConsecutiveFailures).To(Equal(int32(3)))
+	g.Expect(d.Effects.WouldOpen).To(Equal([]string{breaker.ReasonThresholdReached}))
+	g.Expect(d.NextProbe).NotTo(BeZero(), "probes go on")
 
-	cb.Status = d.status
+	cb.Status = d.Status
 	d = decide(cb, resolvedFor(t, cb), failedProbe(decideNow.Add(time.Second)), decideNow.Add(time.Second), decideNow.Add(time.Second))
-	g.Expect(d.wouldOpen).To(BeEmpty(), "once per would-be opening")
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.Effects.WouldOpen).To(BeEmpty(), "once per would-be opening")
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateClosed))
 }
 
 func TestDecideTripUntilOpensUntilThenAndIsHandledOnce(t *testing.T) {
@@ -73,28 +73,28 @@ func TestDecideTripUntilOpensUntilThenAndIsHandledOnce(t *testing.T) {
 		cb.Annotations = map[string]string{circuitv1alpha1.TripUntilAnnotation: until.Format(time.RFC3339)}
 	})
 	d := decide(cb, resolvedFor(t, cb), nil, decideNow.Add(-time.Second), decideNow)
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen))
-	g.Expect(d.status.NextRetryTime.Time).To(Equal(until))
-	g.Expect(d.status.LastHandledTrip).To(Equal(until.Format(time.RFC3339)))
-	g.Expect(d.transitions).To(Equal([]breaker.Transition{{From: breaker.Closed, To: breaker.Open, Reason: breaker.ReasonTripped}}))
-	g.Expect(d.nextProbe).To(Equal(until), "its trial at that time")
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateOpen))
+	g.Expect(d.Status.NextRetryTime.Time).To(Equal(until))
+	g.Expect(d.Status.LastHandledTrip).To(Equal(until.Format(time.RFC3339)))
+	g.Expect(d.Effects.Transitions).To(Equal([]breaker.Transition{{From: breaker.Closed, To: breaker.Open, Reason: breaker.ReasonTripped}}))
+	g.Expect(d.NextProbe).To(Equal(until), "its trial at that time")
 
 	// Handled once: a reset after it closes it and the value is not applied again.
-	cb.Status = d.status
+	cb.Status = d.Status
 	cb.Annotations[circuitv1alpha1.ResetAnnotation] = "r"
 	d = decide(cb, resolvedFor(t, cb), nil, decideNow.Add(-time.Second), decideNow.Add(time.Minute))
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
-	g.Expect(d.status.TrippedUntil).To(BeNil())
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.Status.TrippedUntil).To(BeNil())
 
 	// Without a reset, it goes HalfOpen at the trip's end, whatever timeout says.
 	tripped := decideBreaker(closedWith(0, nil), func(c *circuitv1alpha1.CircuitBreaker) {
 		c.Annotations = map[string]string{circuitv1alpha1.TripUntilAnnotation: until.Format(time.RFC3339)}
 	})
-	tripped.Status = decide(tripped, resolvedFor(t, tripped), nil, decideNow.Add(-time.Second), decideNow).status
+	tripped.Status = decide(tripped, resolvedFor(t, tripped), nil, decideNow.Add(-time.Second), decideNow).Status
 	stillOpen := decide(tripped, resolvedFor(t, tripped), nil, decideNow.Add(-time.Second), decideNow.Add(5*time.Minute))
-	g.Expect(stillOpen.status.State).To(Equal(circuitv1alpha1.StateOpen), "timeout (2s) does not end a trip")
+	g.Expect(stillOpen.Status.State).To(Equal(circuitv1alpha1.StateOpen), "timeout (2s) does not end a trip")
 	half := decide(tripped, resolvedFor(t, tripped), nil, decideNow.Add(-time.Second), until.Add(time.Millisecond))
-	g.Expect(half.status.State).To(Equal(circuitv1alpha1.StateHalfOpen))
+	g.Expect(half.Status.State).To(Equal(circuitv1alpha1.StateHalfOpen))
 }
 
 func TestDecideTripUntilIgnoresThePastGarbageAndForcedModes(t *testing.T) {
@@ -115,9 +115,9 @@ func TestDecideTripUntilIgnoresThePastGarbageAndForcedModes(t *testing.T) {
 				cb.Annotations = map[string]string{circuitv1alpha1.TripUntilAnnotation: tt.value}
 			})
 			d := decide(cb, resolvedFor(t, cb), nil, decideNow.Add(-time.Second), decideNow)
-			g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
-			g.Expect(d.trip.ignored).To(Equal(tt.ignored))
-			g.Expect(d.status.LastHandledTrip).To(Equal(tt.value), "handled (and warned about) once")
+			g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateClosed))
+			g.Expect(d.Effects.Trip.Ignored).To(Equal(tt.ignored))
+			g.Expect(d.Status.LastHandledTrip).To(Equal(tt.value), "handled (and warned about) once")
 		})
 	}
 }
@@ -139,52 +139,50 @@ func TestDecideKeepsTheRateWindowAndBackoffInStatus(t *testing.T) {
 		}
 	}
 	d := decide(cb, resolvedFor(t, cb), results, t0.Add(2*time.Second), t0.Add(2*time.Second))
-	g.Expect(d.status.RecentProbes).To(Equal("FS"), "the window (from its first failure) survives a restart in status")
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateClosed))
+	g.Expect(d.Status.RecentProbes).To(Equal("FS"), "the window (from its first failure) survives a restart in status")
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateClosed))
 
-	cb.Status = d.status
+	cb.Status = d.Status
 	d = decide(cb, resolvedFor(t, cb), failedProbe(t0.Add(3*time.Second)), t0.Add(3*time.Second), t0.Add(3*time.Second))
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen), "2 of 3 recorded failed: at least 50%")
-	g.Expect(d.transitions[0].Reason).To(Equal(breaker.ReasonFailureRateReached))
-	g.Expect(d.status.RecentProbes).To(BeEmpty())
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateOpen), "2 of 3 recorded failed: at least 50%")
+	g.Expect(d.Effects.Transitions[0].Reason).To(Equal(breaker.ReasonFailureRateReached))
+	g.Expect(d.Status.RecentProbes).To(BeEmpty())
 
 	// A failed trial doubles the next Open period, and status holds what a restart needs.
-	cb.Status = d.status
+	cb.Status = d.Status
 	trialAt := cb.Status.NextRetryTime.Time
 	d = decide(cb, resolvedFor(t, cb), nil, trialAt, trialAt.Add(time.Millisecond))
-	cb.Status = d.status
+	cb.Status = d.Status
 	d = decide(cb, resolvedFor(t, cb), failedProbe(trialAt), trialAt, trialAt.Add(2*time.Millisecond))
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen))
-	g.Expect(d.status.Reopens).To(Equal(int32(1)))
-	g.Expect(d.status.NextRetryTime.Time.Sub(d.status.OpenedAt.Time)).To(Equal(4*time.Second), "2s * 2^1")
-	again := decide(&circuitv1alpha1.CircuitBreaker{ObjectMeta: cb.ObjectMeta, Spec: cb.Spec, Status: d.status},
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateOpen))
+	g.Expect(d.Status.Reopens).To(Equal(int32(1)))
+	g.Expect(d.Status.NextRetryTime.Time.Sub(d.Status.OpenedAt.Time)).To(Equal(4*time.Second), "2s * 2^1")
+	again := decide(&circuitv1alpha1.CircuitBreaker{ObjectMeta: cb.ObjectMeta, Spec: cb.Spec, Status: d.Status},
 		resolvedFor(t, cb), nil, time.Time{}, trialAt.Add(time.Second))
-	g.Expect(again.status.NextRetryTime).To(Equal(d.status.NextRetryTime), "a restart computes the same deadline")
+	g.Expect(again.Status.NextRetryTime).To(Equal(d.Status.NextRetryTime), "a restart computes the same deadline")
 }
 
 func TestDecideSpreadsFirstProbesAfterARestartButProbesNewBreakersAtOnce(t *testing.T) {
 	g := NewWithT(t)
 	probed := decideBreaker(closedWith(0, lastProbeFromResult(okProbe(decideNow.Add(-5 * time.Second))[0])))
 	res := resolvedFor(t, probed)
-	res.unknownToRunner = true
 	var ats []time.Time
 	for _, uid := range []string{"a", "b", "c", "d", "e", "f"} {
 		probed.UID = "uid-" + types.UID(uid)
-		res.settings.policy.Seed = seedOf(probed.UID)
-		d := decide(probed, res, nil, time.Time{}, decideNow)
-		g.Expect(d.nextProbe).To(BeTemporally(">=", decideNow))
-		g.Expect(d.nextProbe).To(BeTemporally("<", decideNow.Add(200*time.Millisecond)), "within one interval")
-		again := decide(probed, res, nil, time.Time{}, decideNow.Add(10*time.Millisecond))
-		if d.nextProbe.After(decideNow.Add(10 * time.Millisecond)) {
-			g.Expect(again.nextProbe).To(Equal(d.nextProbe), "stable from one reconcile to the next")
+		res.Settings.Policy.Seed = SeedOf(probed.UID)
+		d := decideUnknown(probed, res, nil, time.Time{}, decideNow)
+		g.Expect(d.NextProbe).To(BeTemporally(">=", decideNow))
+		g.Expect(d.NextProbe).To(BeTemporally("<", decideNow.Add(200*time.Millisecond)), "within one interval")
+		again := decideUnknown(probed, res, nil, time.Time{}, decideNow.Add(10*time.Millisecond))
+		if d.NextProbe.After(decideNow.Add(10 * time.Millisecond)) {
+			g.Expect(again.NextProbe).To(Equal(d.NextProbe), "stable from one reconcile to the next")
 		}
-		ats = append(ats, d.nextProbe)
+		ats = append(ats, d.NextProbe)
 	}
 	slices.SortFunc(ats, func(a, b time.Time) int { return a.Compare(b) })
 	g.Expect(slices.Compact(ats)).To(HaveLen(len(ats)), "spread, not all at one instant")
 
 	fresh := decideBreaker()
 	res = resolvedFor(t, fresh)
-	res.unknownToRunner = true
-	g.Expect(decide(fresh, res, nil, time.Time{}, decideNow).nextProbe).To(Equal(decideNow), "a new breaker at once")
+	g.Expect(decideUnknown(fresh, res, nil, time.Time{}, decideNow).NextProbe).To(Equal(decideNow), "a new breaker at once")
 }

@@ -1,4 +1,4 @@
-package controller
+package decision
 
 import (
 	"fmt"
@@ -114,13 +114,13 @@ func setAvailable(cb *circuitv1alpha1.CircuitBreaker, now time.Time) {
 		c.Reason = circuitv1alpha1.ReasonCircuitOpen
 		c.Message = "The circuit is Open: callers should fail fast"
 		if t := cb.Status.NextRetryTime; t != nil {
-			c.Message += " until its trial at " + formatTime(t)
+			c.Message += " until its trial at " + FormatTime(t)
 		} else if cb.Status.ForcedMode == circuitv1alpha1.ModeForcedOpen {
 			c.Message += " while mode is ForcedOpen"
 		}
 	case circuitv1alpha1.StateHalfOpen:
 		c.Reason = circuitv1alpha1.ReasonCircuitHalfOpen
-		c.Message = "The circuit is HalfOpen: trial probes decide whether it closes"
+		c.Message = "The circuit is HalfOpen: trial probes Decide whether it closes"
 	default:
 		c.Status = metav1.ConditionTrue
 		c.Reason = circuitv1alpha1.ReasonCircuitClosed
@@ -131,7 +131,7 @@ func setAvailable(cb *circuitv1alpha1.CircuitBreaker, now time.Time) {
 
 // setReadyFromProbe says whether the breaker probes as specified. A probe the
 // guard refused is the one case where it cannot, short of an invalid spec.
-func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg settings) {
+func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg Settings) {
 	switch lp := cb.Status.LastProbe; {
 	case lp == nil:
 	case lp.Reason == circuitv1alpha1.ProbeReasonDenied:
@@ -145,15 +145,23 @@ func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg se
 			"The target's host name does not resolve; probes count as failures until it does")
 		return
 	}
-	msg := fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.target.Scheme, cfg.interval, cfg.target.Timeout)
-	switch cfg.policy.Mode {
+	msg := fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.Target.Scheme, cfg.Interval, cfg.Target.Timeout)
+	switch cfg.Policy.Mode {
 	case breaker.ModeForcedOpen:
 		msg = "Mode ForcedOpen holds the circuit Open: nothing is probed until mode is Auto"
 	case breaker.ModeForcedClosed:
 		msg += "; mode ForcedClosed holds the circuit Closed (a dry run)"
 	}
-	if cfg.target.TLS != nil && cfg.target.TLS.InsecureSkipVerify {
+	if cfg.Target.TLS != nil && cfg.Target.TLS.InsecureSkipVerify {
 		msg += "; TLS certificate verification is OFF (http.tls.insecureSkipVerify)"
 	}
 	setReady(cb, now, metav1.ConditionTrue, circuitv1alpha1.ReasonProbing, msg)
+}
+
+// FormatTime formats a status time for messages; "unknown" when unset.
+func FormatTime(t *metav1.MicroTime) string {
+	if t == nil {
+		return "unknown"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
