@@ -33,6 +33,7 @@ import (
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
+	"github.com/resilience-dev/breaker-operator/internal/testnet"
 )
 
 // The suite starts one real kube-apiserver + etcd for the package. Each test
@@ -255,49 +256,6 @@ func (tg *target) arrivals(path string) []time.Time {
 	return append([]time.Time(nil), tg.arrived[path]...)
 }
 
-// hangingListener accepts connections and never answers.
-func hangingListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
-// closedPort returns a loopback address where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 func breakerSpec(url string) circuitv1alpha1.CircuitBreakerSpec {
 	return circuitv1alpha1.CircuitBreakerSpec{
 		Target:           circuitv1alpha1.Target{URL: url},
@@ -351,3 +309,9 @@ func eventReasons(g Gomega, ns, name string) []string {
 	}
 	return out
 }
+
+// hangingListener accepts connections on loopback and never answers.
+func hangingListener(t *testing.T) string { return testnet.Hanging(t).Addr().String() }
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string { return testnet.ClosedPort(t) }

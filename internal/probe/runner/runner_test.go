@@ -477,23 +477,11 @@ func TestRunnerBoundsTheProbesInFlight(t *testing.T) {
 		name := fmt.Sprintf("block-%d", i)
 		r.Plan(runnerKey(name), Plan{SpecID: "spec", Target: tcpTarget(name), Next: time.Now()})
 	}
-	for range 2 {
-		select {
-		case <-d.started:
-		case <-time.After(waitLimit):
-			t.Fatal("the first two probes did not start")
-		}
-	}
+	receiveN(t, d.started, 2, "the first two probes did not start")
 	expectNoProbe(t, d)
 
 	close(d.release)
-	for range 6 {
-		select {
-		case <-notified:
-		case <-time.After(waitLimit):
-			t.Fatal("not every probe finished")
-		}
-	}
+	receiveN(t, notified, 6, "not every probe finished")
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g.Expect(d.calls).To(HaveLen(6))
@@ -508,13 +496,7 @@ func TestRunnerSlowProbesDoNotDelayFastOnes(t *testing.T) {
 		name := fmt.Sprintf("slow-%d", i)
 		r.Plan(runnerKey(name), Plan{SpecID: "spec", Target: tcpTarget(name), Next: time.Now()})
 	}
-	for range 20 {
-		select {
-		case <-d.started:
-		case <-time.After(waitLimit):
-			t.Fatal("the slow probes did not all start")
-		}
-	}
+	receiveN(t, d.started, 20, "the slow probes did not all start")
 
 	start := time.Now()
 	fast := map[Key]bool{}
@@ -802,4 +784,20 @@ func TestRunnerAHeldProbeLeavesOnTheNextPlan(t *testing.T) {
 		HoldIf: func([]probe.Result) bool { return false }})
 	waitNotified(t, notified, k)
 	g.Expect(d.callCount()).To(BeNumerically(">=", 2))
+}
+
+// receiveN waits for n values from ch, each within waitLimit, and fails the
+// test with what as the message if one does not come.
+func receiveN[T any](t *testing.T, ch <-chan T, n int, what string) []T {
+	t.Helper()
+	out := make([]T, 0, n)
+	for range n {
+		select {
+		case v := <-ch:
+			out = append(out, v)
+		case <-time.After(waitLimit):
+			t.Fatal(what)
+		}
+	}
+	return out
 }
