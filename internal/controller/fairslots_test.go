@@ -102,7 +102,7 @@ func TestFourNamespacesOfHangingTargetsDoNotHoldAFifthOffItsCadence(t *testing.T
 	}
 	longest := slices.Max(gaps)
 	first := arrivals[0].Sub(created)
-	t.Logf("%d probes of the healthy breaker in 15s, the first %v after its creation, gaps %v; the hanging targets held up to %d slots",
+	t.Logf("%d probes of the healthy breaker in 15s, the first %v after its creation, gaps %v; up to %d connections were open at the hanging target at once",
 		len(arrivals), first.Round(time.Millisecond), gaps, ht.top.Load())
 	g.Expect(first).To(BeNumerically("<", 7*time.Second), "the first probe waited at most one retryTimeout (5s) of the hanging breakers")
 	g.Expect(len(arrivals)).To(BeNumerically(">=", 2*int((15*time.Second-first)/time.Second)-2),
