@@ -375,6 +375,9 @@ func (m *machine) check(name string, op int) {
 		if !s.LastTransitionTime.Equal(m.now) {
 			m.fail("transition without lastTransitionTime = now")
 		}
+		if s.Last != *m.tr {
+			m.fail("last transition %+v is not the transition %+v", s.Last, *m.tr)
+		}
 		if s.State == Open {
 			if !s.OpenedAt.Equal(m.now) {
 				m.fail("opened without openedAt = now")
@@ -389,8 +392,8 @@ func (m *machine) check(name string, op int) {
 				m.checkRetryTime()
 			}
 		}
-	} else if !s.LastTransitionTime.Equal(prev.LastTransitionTime) {
-		m.fail("lastTransitionTime moved without a transition")
+	} else if !s.LastTransitionTime.Equal(prev.LastTransitionTime) || s.Last != prev.Last {
+		m.fail("lastTransitionTime or the last transition moved without a transition")
 	}
 	switch {
 	case m.tr != nil && m.tr.Reason == ReasonTrialFailed:
@@ -573,7 +576,7 @@ func (m *machine) checkObserve(op int) {
 			m.fail("a success did not clear the failures and the would-be opening")
 		}
 		if rp := m.p.FailureRate; success && prev.State == Closed && prev.ConsecutiveFailures == 0 && !prev.WouldBeOpen &&
-			prev.Window == "" && (rp == nil || prev.Leading == min(rp.Window, maxWindow)-1) && s != prev {
+			prev.Window == "" && prev.Leading == leadingCap(rp) && s != prev {
 			m.fail("another success changed a closed circuit with window - 1 successes and no failure in its window")
 		}
 	case s.State == HalfOpen:
@@ -614,6 +617,15 @@ func (m *machine) checkWindow() {
 		m.fail("window %q after %d successes, want %q after %d (probes recorded %s)",
 			s.Window, s.Leading, want, leading, encode(m.probed))
 	}
+}
+
+// leadingCap is as many leading successes as the status keeps: window - 1,
+// none without a failure rate.
+func leadingCap(rp *RatePolicy) int32 {
+	if rp == nil {
+		return 0
+	}
+	return min(rp.Window, maxWindow) - 1
 }
 
 func encode(probes []bool) string {
