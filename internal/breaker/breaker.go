@@ -1,5 +1,6 @@
 // Package breaker is the circuit-breaker state machine. It is pure: it knows
-// nothing of Kubernetes, clocks or networks. Callers pass the recorded status,
+// nothing of Kubernetes clients, clocks or networks (it takes only the words of
+// its transition reasons from the API's types). Callers pass the recorded status,
 // the policy from the spec, a probe outcome and the current time; the package
 // returns the new status, the transition that happened (if any) and when the
 // caller must act next. Everything it needs to resume is in Status, so a caller
