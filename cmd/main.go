@@ -84,7 +84,9 @@ func main() {
 	probeKeepAlive := flag.Bool("probe-keep-alive", true, "Keep one idle connection per HTTP(S) target host for its next probe. "+
 		"false opens a fresh connection for every probe and closes it after, as kubelet does: no memory held between probes, "+
 		"but a TCP (and TLS) handshake per probe and a socket left in TIME_WAIT.")
-	flag.IntVar(&maxProbes, "max-concurrent-probes", 4096, "How many probes may be in flight at once.")
+	flag.IntVar(&maxProbes, "max-concurrent-probes", 4096, "How many probes may be in flight at once. "+
+		"They are shared max-min fairly between the namespaces that have breakers: a namespace may use idle slots beyond its share, "+
+		"but one free slot is kept for each namespace below its share.")
 	flag.IntVar(&maxProbesPerNamespace, "max-concurrent-probes-per-namespace", 1024,
 		"How many of --max-concurrent-probes the breakers of one namespace may hold at once (0: no bound of its own). "+
 			"A namespace at its bound waits without delaying the probes of any other.")

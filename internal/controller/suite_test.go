@@ -145,6 +145,10 @@ type operatorOptions struct {
 	workers int
 	// perNamespace bounds the probes one namespace may hold; 0: no bound.
 	perNamespace int
+	// inFlight bounds the probes in flight; 1024 by default.
+	inFlight int
+	// alsoWatch are more namespaces the manager watches besides its own.
+	alsoWatch []string
 	// wrapRecorder, if set, wraps the manager's event recorder.
 	wrapRecorder func(events.EventRecorder) events.EventRecorder
 }
@@ -163,7 +167,7 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		Scheme:                 scheme,
 		Metrics:                metrics,
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:                  cache.Options{DefaultNamespaces: watched(ns, opts.alsoWatch)},
 	})
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
@@ -172,7 +176,12 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	if err != nil {
 		t.Fatal(err)
 	}
-	probes := runner.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), runner.Limits{InFlight: 1024, PerNamespace: opts.perNamespace})
+	inFlight := opts.inFlight
+	if inFlight == 0 {
+		inFlight = 1024
+	}
+	probes := runner.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}),
+		runner.Limits{InFlight: inFlight, PerNamespace: opts.perNamespace})
 	var recorder events.EventRecorder = mgr.GetEventRecorder("circuitbreaker-controller")
 	if opts.wrapRecorder != nil {
 		recorder = opts.wrapRecorder(recorder)
@@ -202,6 +211,14 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	}()
 	t.Cleanup(op.stop)
 	return op
+}
+
+func watched(ns string, more []string) map[string]cache.Config {
+	out := map[string]cache.Config{ns: {}}
+	for _, n := range more {
+		out[n] = cache.Config{}
+	}
+	return out
 }
 
 func (o *operator) stop() {

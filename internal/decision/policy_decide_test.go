@@ -140,11 +140,12 @@ func TestDecideKeepsTheRateWindowAndBackoffInStatus(t *testing.T) {
 	}
 	d := decide(cb, resolvedFor(t, cb), results, t0.Add(2*time.Second), t0.Add(2*time.Second))
 	g.Expect(d.Status.RecentProbes).To(Equal("FS"), "the window (from its first failure) survives a restart in status")
+	g.Expect(d.Status.LeadingSuccesses).To(Equal(int32(1)), "and so does the success before it")
 	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateClosed))
 
 	cb.Status = d.Status
 	d = decide(cb, resolvedFor(t, cb), failedProbe(t0.Add(3*time.Second)), t0.Add(3*time.Second), t0.Add(3*time.Second))
-	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateOpen), "2 of 3 recorded failed: at least 50%")
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateOpen), "2 of the 4 recorded failed: at least 50%")
 	g.Expect(d.Effects.Transitions[0].Reason).To(Equal(breaker.ReasonFailureRateReached))
 	g.Expect(d.Status.RecentProbes).To(BeEmpty())
 
@@ -185,4 +186,84 @@ func TestDecideSpreadsFirstProbesAfterARestartButProbesNewBreakersAtOnce(t *test
 	fresh := decideBreaker()
 	res = resolvedFor(t, fresh)
 	g.Expect(decideUnknown(fresh, res, nil, time.Time{}, decideNow).NextProbe).To(Equal(decideNow), "a new breaker at once")
+}
+
+func TestDecideRecordsEveryTransitionInLastTransition(t *testing.T) {
+	openedAt := decideNow.Add(-2100 * time.Millisecond)
+	trialStart := openedAt.Add(2*time.Second + 10*time.Millisecond)
+	previous := &circuitv1alpha1.LastTransition{From: circuitv1alpha1.StateOpen, To: circuitv1alpha1.StateClosed,
+		Reason: circuitv1alpha1.ReasonReset, Time: *mt(decideNow.Add(-time.Hour))}
+	annotate := func(key, value string) func(*circuitv1alpha1.CircuitBreaker) {
+		return func(cb *circuitv1alpha1.CircuitBreaker) { cb.Annotations = map[string]string{key: value} }
+	}
+	rate := func(cb *circuitv1alpha1.CircuitBreaker) {
+		cb.Spec.Threshold = 100
+		cb.Spec.FailureRate = &circuitv1alpha1.FailureRate{Window: 4, MinimumProbes: 2, Percent: 50}
+		cb.Status.RecentProbes, cb.Status.LeadingSuccesses = "F", 1
+	}
+	tests := []struct {
+		name      string
+		cb        *circuitv1alpha1.CircuitBreaker
+		pending   []probe.Result
+		lastStart time.Time
+		want      *circuitv1alpha1.LastTransition
+	}{
+		{
+			name: "a new breaker has none",
+			cb:   decideBreaker(),
+		},
+		{
+			name:    "the threshold-th failure",
+			cb:      decideBreaker(closedWith(2, nil)),
+			pending: failedProbe(decideNow.Add(-50 * time.Millisecond)),
+			want:    &circuitv1alpha1.LastTransition{From: "Closed", To: "Open", Reason: "ThresholdReached", Time: *mt(decideNow)},
+		},
+		{
+			name:    "the failure rate",
+			cb:      decideBreaker(closedWith(1, nil), rate),
+			pending: failedProbe(decideNow.Add(-50 * time.Millisecond)),
+			want:    &circuitv1alpha1.LastTransition{From: "Closed", To: "Open", Reason: "FailureRateReached", Time: *mt(decideNow)},
+		},
+		{
+			name:      "the timeout, at the time the trial left",
+			cb:        decideBreaker(openSince(openedAt)),
+			pending:   okProbe(trialStart),
+			lastStart: trialStart,
+			want:      &circuitv1alpha1.LastTransition{From: "Open", To: "HalfOpen", Reason: "TimeoutElapsed", Time: *mt(trialStart)},
+		},
+		{
+			name: "a reset",
+			cb:   decideBreaker(openSince(openedAt), annotate(circuitv1alpha1.ResetAnnotation, "r1")),
+			want: &circuitv1alpha1.LastTransition{From: "Open", To: "Closed", Reason: "Reset", Time: *mt(decideNow)},
+		},
+		{
+			name: "a trip",
+			cb: decideBreaker(closedWith(0, nil),
+				annotate(circuitv1alpha1.TripUntilAnnotation, decideNow.Add(time.Hour).Format(time.RFC3339))),
+			want: &circuitv1alpha1.LastTransition{From: "Closed", To: "Open", Reason: "Tripped", Time: *mt(decideNow)},
+		},
+		{
+			name: "mode ForcedOpen",
+			cb:   decideBreaker(closedWith(0, nil), withMode(circuitv1alpha1.ModeForcedOpen)),
+			want: &circuitv1alpha1.LastTransition{From: "Closed", To: "Open", Reason: "ForcedOpen", Time: *mt(decideNow)},
+		},
+		{
+			name: "a failure below the threshold keeps the last one",
+			cb: decideBreaker(closedWith(0, nil), func(cb *circuitv1alpha1.CircuitBreaker) {
+				cb.Status.LastTransition = previous
+			}),
+			pending: failedProbe(decideNow.Add(-50 * time.Millisecond)),
+			want:    previous,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			d := decide(tt.cb, resolvedFor(t, tt.cb), tt.pending, tt.lastStart, decideNow)
+			g.Expect(d.Status.LastTransition).To(Equal(tt.want))
+			if tt.want != nil {
+				g.Expect(d.Status.LastTransition.Time).To(Equal(*d.Status.LastTransitionTime), "the same time as lastTransitionTime")
+			}
+		})
+	}
 }

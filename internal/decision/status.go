@@ -30,6 +30,8 @@ func statusFromAPI(st circuitv1alpha1.CircuitBreakerStatus, now time.Time) break
 		Forced:               breaker.Mode(st.ForcedMode),
 		TrippedUntil:         timeOf(st.TrippedUntil),
 		WouldBeOpen:          st.WouldBeOpen,
+		Leading:              st.LeadingSuccesses,
+		Last:                 transitionFromAPI(st.LastTransition),
 	}
 }
 
@@ -45,6 +47,30 @@ func statusToAPI(s breaker.Status, st *circuitv1alpha1.CircuitBreakerStatus) {
 	st.ForcedMode = circuitv1alpha1.Mode(s.Forced)
 	st.TrippedUntil = microTime(s.TrippedUntil)
 	st.WouldBeOpen = s.WouldBeOpen
+	st.LeadingSuccesses = s.Leading
+	st.LastTransition = transitionToAPI(s.Last, s.LastTransitionTime)
+}
+
+func transitionFromAPI(t *circuitv1alpha1.LastTransition) breaker.Transition {
+	if t == nil {
+		return breaker.Transition{}
+	}
+	return breaker.Transition{From: breaker.State(t.From), To: breaker.State(t.To), Reason: string(t.Reason)}
+}
+
+// transitionToAPI is status.lastTransition: the state machine's last
+// transition, at lastTransitionTime; nil before the first.
+func transitionToAPI(t breaker.Transition, at time.Time) *circuitv1alpha1.LastTransition {
+	when := microTime(at)
+	if t.Reason == "" || when == nil {
+		return nil
+	}
+	return &circuitv1alpha1.LastTransition{
+		From:   circuitv1alpha1.State(t.From),
+		To:     circuitv1alpha1.State(t.To),
+		Reason: circuitv1alpha1.TransitionReason(t.Reason),
+		Time:   *when,
+	}
 }
 
 func timeOf(t *metav1.MicroTime) time.Time {

@@ -31,7 +31,10 @@ type Sharer interface {
 
 // Limits bound the probes in flight.
 type Limits struct {
-	// InFlight is how many probes may run at once, over all namespaces.
+	// InFlight is how many probes may run at once, over all namespaces. They
+	// are shared fairly between the namespaces that have breakers (see
+	// slotPool): a namespace over its fair share never takes the last free
+	// slots, one of which is kept for each namespace below its share.
 	InFlight int
 	// PerNamespace is how many of them one namespace may hold; zero means no
 	// bound of its own. Probes of a namespace at its bound wait without taking
@@ -65,16 +68,14 @@ const MaxPending = 64
 type Runner struct {
 	doer   Doer
 	sharer Sharer
-	global chan struct{}
-	perNS  int
+	slots  *slotPool
 	// wedgeGrace is how long past its deadline a probe may run before Healthy fails.
 	wedgeGrace time.Duration
 
-	mu         sync.Mutex
-	ctx        context.Context
-	notify     func(Key)
-	items      map[Key]*item
-	namespaces map[string]*nsSlots
+	mu     sync.Mutex
+	ctx    context.Context
+	notify func(Key)
+	items  map[Key]*item
 	// running holds the deadline of every probe whose Doer has not returned,
 	// cancelled or not, by probe number.
 	running map[uint64]time.Time
@@ -111,23 +112,15 @@ type item struct {
 	holdIf func([]probe.Result) bool
 }
 
-// nsSlots are one namespace's share of the slots.
-type nsSlots struct {
-	ch    chan struct{}
-	users int
-}
-
 // NewRunner returns a Runner within limits.
 func NewRunner(doer Doer, limits Limits) *Runner {
 	r := &Runner{
 		doer:       doer,
-		global:     make(chan struct{}, max(limits.InFlight, 1)),
-		perNS:      limits.PerNamespace,
-		wedgeGrace: limits.WedgeGrace,
+		slots:      newSlotPool(limits.InFlight, limits.PerNamespace),
 		ctx:        context.Background(),
 		items:      map[Key]*item{},
-		namespaces: map[string]*nsSlots{},
 		running:    map[uint64]time.Time{},
+		wedgeGrace: limits.WedgeGrace,
 	}
 	r.sharer, _ = doer.(Sharer)
 	return r
@@ -305,6 +298,7 @@ func (r *Runner) Forget(key Key) {
 	if it, ok := r.items[key]; ok {
 		r.drop(it)
 		delete(r.items, key)
+		r.slots.removeBreaker(key.Namespace)
 	}
 }
 
@@ -349,6 +343,8 @@ func (r *Runner) itemFor(key Key, specID string) *item {
 		fresh.target, fresh.retained = it.target, it.retained
 		it.retained = false
 		r.drop(it)
+	} else {
+		r.slots.addBreaker(key.Namespace)
 	}
 	r.items[key] = fresh
 	return fresh
@@ -381,7 +377,7 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 	r.mu.Unlock()
 	defer cancel()
 
-	release, ok := r.acquire(ctx, key.Namespace)
+	release, ok := r.slots.acquire(ctx, key.Namespace)
 	if !ok {
 		r.finish(key, epoch, id, nil)
 		return
@@ -440,54 +436,6 @@ func (r *Runner) finish(key Key, epoch, id uint64, res *probe.Result) {
 	r.mu.Unlock()
 	if current && res != nil && notify != nil && ctx.Err() == nil {
 		notify(key)
-	}
-}
-
-// acquire takes a slot of namespace ns, then one of the global pool, waiting
-// for either as long as ctx lasts. release gives both back (once).
-func (r *Runner) acquire(ctx context.Context, ns string) (release func(), ok bool) {
-	var slots *nsSlots
-	if r.perNS > 0 {
-		r.mu.Lock()
-		slots = r.namespaces[ns]
-		if slots == nil {
-			slots = &nsSlots{ch: make(chan struct{}, r.perNS)}
-			r.namespaces[ns] = slots
-		}
-		slots.users++
-		r.mu.Unlock()
-		select {
-		case slots.ch <- struct{}{}:
-		case <-ctx.Done():
-			r.leave(ns, slots, false)
-			return nil, false
-		}
-	}
-	select {
-	case r.global <- struct{}{}:
-	case <-ctx.Done():
-		r.leave(ns, slots, true)
-		return nil, false
-	}
-	return sync.OnceFunc(func() {
-		<-r.global
-		r.leave(ns, slots, true)
-	}), true
-}
-
-// leave gives back a namespace slot (if held) and drops the namespace's
-// entry when no probe of it holds or waits for one.
-func (r *Runner) leave(ns string, slots *nsSlots, held bool) {
-	if slots == nil {
-		return
-	}
-	if held {
-		<-slots.ch
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if slots.users--; slots.users == 0 && r.namespaces[ns] == slots {
-		delete(r.namespaces, ns)
 	}
 }
 

@@ -642,10 +642,16 @@ func TestRunnerNamespaceEntriesGoWhenUnused(t *testing.T) {
 		waitNotified(t, notified, k)
 	}
 	g.Eventually(func() int {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.namespaces)
-	}).WithTimeout(waitLimit).Should(BeZero())
+		r.slots.mu.Lock()
+		defer r.slots.mu.Unlock()
+		return len(r.slots.held)
+	}).WithTimeout(waitLimit).Should(BeZero(), "no entry for a namespace that holds no slot")
+	for i := range 20 {
+		r.Forget(nsKey(fmt.Sprintf("ns-%d", i), "a"))
+	}
+	r.slots.mu.Lock()
+	defer r.slots.mu.Unlock()
+	g.Expect(r.slots.breakers).To(BeEmpty(), "no entry for a namespace without breakers")
 }
 
 func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T) {
