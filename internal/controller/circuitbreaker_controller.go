@@ -14,8 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -44,6 +46,9 @@ type CircuitBreakerReconciler struct {
 	Runner    *probe.Runner
 	// Clock tells the time; tests may inject a fake one.
 	Clock clock.PassiveClock
+	// NewInformer builds the informers of referenced Secrets and ConfigMaps;
+	// the manager passes the one its cache uses. Defaults to client-go's.
+	NewInformer func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer
 	// MaxConcurrentReconciles bounds the reconcile workers (at least 1; the manager's flag gives 16).
 	MaxConcurrentReconciles int
 	// refs watches the Secrets and ConfigMaps that breakers reference.
@@ -214,7 +219,7 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
-	r.refs = newRefWatcher(clientset)
+	r.refs = newRefWatcher(clientset, r.NewInformer)
 	r.Runner.Hold = r.holdProbe
 	results := source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		r.Runner.Start(ctx, func(k probe.Key) {
