@@ -47,27 +47,28 @@ func (s *server) gate(interval time.Duration) *Gate {
 	return newGate(func(context.Context) bool { s.probes.Add(1); return !s.down.Load() }, interval)
 }
 
+// answer is the error a request gets: refused while down, else fail.
+func (s *server) answer() error {
+	s.requests.Add(1)
+	if s.down.Load() {
+		return refused
+	}
+	return s.fail
+}
+
 func (s *server) listerWatcher() *toolscache.ListWatch {
 	return &toolscache.ListWatch{
 		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
-			s.requests.Add(1)
-			if s.down.Load() {
-				return nil, refused
-			}
-			if s.fail != nil {
-				return nil, s.fail
+			if err := s.answer(); err != nil {
+				return nil, err
 			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			return &corev1.ConfigMapList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}, Items: s.items}, nil
 		},
 		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) {
-			s.requests.Add(1)
-			if s.down.Load() {
-				return nil, refused
-			}
-			if s.fail != nil {
-				return nil, s.fail
+			if err := s.answer(); err != nil {
+				return nil, err
 			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
