@@ -26,7 +26,10 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
+
+var log = logf.Log.WithName("apiready")
 
 const (
 	// PollInterval is how often a Gate asks /readyz while the API server is
@@ -187,6 +190,13 @@ func (g *Gate) ready(ctx context.Context) bool {
 	}
 	ok := g.probe(ctx)
 	if ctx.Err() == nil {
+		if ok != g.lastReady && !g.checkedAt.IsZero() {
+			if ok {
+				log.Info("API server is ready again: lists and watches resume")
+			} else {
+				log.Info("API server is not ready: lists and watches wait for it")
+			}
+		}
 		g.lastReady, g.checkedAt = ok, time.Now()
 	}
 	return ok

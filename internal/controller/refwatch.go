@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,9 @@ func (w *refWatcher) use(breaker types.NamespacedName, refs []ref) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, r := range w.uses[breaker] {
+		if slices.Contains(refs, r) {
+			continue // still used: the watch goes on
+		}
 		if rw := w.watches[r]; rw != nil {
 			delete(rw.users, breaker)
 			if len(rw.users) == 0 {

@@ -90,7 +90,6 @@ spec:
 	for _, args := range [][]string{
 		{"annotate", "cb", "tripped", "-n", ns, "circuit.resilience.dev/reset=after-outage", "--overwrite"},
 		{"annotate", "namespace", fenced, "circuit.resilience.dev/probe-allowed-cidrs=192.0.2.0/24", "--overwrite"},
-		{"create", "secret", "generic", "late-token", "-n", ns, "--from-literal=token=s3cret"},
 	} {
 		wg.Go(func() {
 			if out, err := kubectl(args...); err != nil {
@@ -100,6 +99,14 @@ spec:
 	}
 	wg.Go(func() {
 		errs <- applyFile(t.TempDir(), fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata:
+  name: late-token
+  namespace: %[1]s
+  labels: {circuit.resilience.dev/probe-credentials: "true"}
+stringData: {token: s3cret}
+---
+apiVersion: v1
 kind: Service
 metadata: {name: late, namespace: %[1]s}
 spec:
@@ -138,12 +145,14 @@ endpoints:
 	g.Eventually(func(g Gomega) {
 		views, err := listBreakers()
 		g.Expect(err).NotTo(HaveOccurred())
+		shown := map[string]string{}
 		for what, ok := range want {
 			if _, done := seen[what]; !done && ok(views[what]) {
 				seen[what] = time.Since(back)
 			}
+			shown[what] = views[what].Status.State + "/" + views[what].ready()
 		}
-		g.Expect(seen).To(HaveLen(len(want)), "acted on: %v", seen)
+		g.Expect(seen).To(HaveLen(len(want)), "acted on: %v; state/Ready reason now: %v", seen, shown)
 	}).WithTimeout(time.Until(back.Add(backWithin))).WithPolling(100*time.Millisecond).Should(Succeed(),
 		"the manager did not act on every change within %s of the API server's return", backWithin)
 	for what, d := range seen {
