@@ -48,7 +48,8 @@ type Gate struct {
 	interval time.Duration
 	// probing is a lock that a waiter whose context ends can give up on.
 	probing chan struct{}
-	// lastReady is the last probe's answer, taken at checkedAt (guarded by probing).
+	// lastReady is the last probe's answer, taken at checkedAt (guarded by probing);
+	// a change is logged.
 	lastReady bool
 	checkedAt time.Time
 }
@@ -84,7 +85,8 @@ func answered(code int, err error) bool {
 }
 
 func newGate(probe func(context.Context) bool, interval time.Duration) *Gate {
-	return &Gate{probe: probe, interval: interval, probing: make(chan struct{}, 1)}
+	// Ready until a probe says otherwise: the first probe follows a failed request.
+	return &Gate{probe: probe, interval: interval, probing: make(chan struct{}, 1), lastReady: true}
 }
 
 // NewInformer builds a shared informer whose lists and watches wait for the
@@ -190,7 +192,7 @@ func (g *Gate) ready(ctx context.Context) bool {
 	}
 	ok := g.probe(ctx)
 	if ctx.Err() == nil {
-		if ok != g.lastReady && !g.checkedAt.IsZero() {
+		if ok != g.lastReady {
 			if ok {
 				log.Info("API server is ready again: lists and watches resume")
 			} else {
