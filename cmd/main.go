@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/apiready"
 	"github.com/resilience-dev/breaker-operator/internal/controller"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
@@ -124,7 +125,14 @@ func main() {
 		metricsServerOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	// Informers wait out an API server outage instead of backing off for up to a minute.
+	gate, err := apiready.New(cfg)
+	if err != nil {
+		setupLog.Error(err, "Failed to create the API server readiness gate")
+		os.Exit(1)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsServerOptions,
 		HealthProbeBindAddress:  probeAddr,
@@ -135,7 +143,7 @@ func main() {
 		// Release the lease on a clean shutdown so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
 		// Managed fields are never read here; dropping them keeps the cache small.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), NewInformer: gate.NewInformer},
 	})
 	if err != nil {
 		setupLog.Error(err, "Failed to create manager")
@@ -149,6 +157,7 @@ func main() {
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
 		Runner:                  probes,
+		NewInformer:             gate.NewInformer,
 		MaxConcurrentReconciles: maxReconciles,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "CircuitBreaker")

@@ -511,11 +511,30 @@ type CircuitBreakerStatus struct {
 	LastProbe *LastProbe `json:"lastProbe,omitzero"`
 
 	// endpoints lists the probed endpoints of a Service target, sorted by address and
-	// port, at most 64 of them; endpointsTotal gives the full count.
+	// port, at most 64 of them; endpointsOmitted says how many it leaves out, and
+	// omittedFailingEndpoints lists the failing ones among those.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	Endpoints []EndpointStatus `json:"endpoints,omitempty"`
+
+	// omittedFailingEndpoints lists the failing endpoints that endpoints leaves
+	// out (those past the 64th), sorted by address and port: their failure counts
+	// decide ejection (spec.enforce.ejection) like those of the listed endpoints,
+	// and are kept here so that a restart of the manager loses none. Endpoints that
+	// succeeded in the last round are not listed. At most 2000; were more failing
+	// at once, those that failed longest are kept and the others count again from 0.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=2000
+	OmittedFailingEndpoints []EndpointStatus `json:"omittedFailingEndpoints,omitempty"`
+
+	// endpointsOmitted is how many of the probed endpoints (endpointsTotal) the
+	// endpoints list leaves out: endpointsTotal minus 64 when there are more than 64.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	//nolint:kubeapilinter // 0 and unset mean the same (none left out), so no pointer is needed.
+	EndpointsOmitted int32 `json:"endpointsOmitted,omitempty"`
 
 	// endpointsTotal is how many ready endpoints the last probe round of a Service target probed.
 	// +optional

@@ -174,6 +174,13 @@ func (in *CircuitBreakerStatus) DeepCopyInto(out *CircuitBreakerStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.OmittedFailingEndpoints != nil {
+		in, out := &in.OmittedFailingEndpoints, &out.OmittedFailingEndpoints
+		*out = make([]EndpointStatus, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
+	}
 	if in.Enforcement != nil {
 		in, out := &in.Enforcement, &out.Enforcement
 		*out = new(EnforcementStatus)

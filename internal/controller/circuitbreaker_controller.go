@@ -11,7 +11,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -34,6 +36,9 @@ type CircuitBreakerReconciler struct {
 	Runner    *runner.Runner
 	// Clock tells the time; tests may inject a fake one.
 	Clock clock.PassiveClock
+	// NewInformer builds the informers of referenced Secrets and ConfigMaps;
+	// the manager passes the one its cache uses. Defaults to client-go's.
+	NewInformer func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer
 	// MaxConcurrentReconciles bounds the reconcile workers (at least 1; the manager's flag gives 16).
 	MaxConcurrentReconciles int
 	// refs watches the Secrets and ConfigMaps that breakers reference.

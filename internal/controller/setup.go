@@ -32,7 +32,7 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
-	r.refs = newRefWatcher(clientset)
+	r.refs = newRefWatcher(clientset, r.NewInformer)
 	results := source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		r.Runner.Start(ctx, func(k runner.Key) { r.onResult(ctx, q, k) })
 		r.refs.start(ctx, func(n types.NamespacedName) { q.Add(reconcile.Request{NamespacedName: n}) })

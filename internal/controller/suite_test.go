@@ -31,6 +31,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/apiready"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
 	"github.com/resilience-dev/breaker-operator/internal/testnet"
@@ -163,11 +164,16 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	if opts.metrics != nil {
 		metrics = *opts.metrics
 	}
+	// As in cmd: every informer waits out an API server outage.
+	gate, err := apiready.New(managerCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metrics,
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: watched(ns, opts.alsoWatch)},
+		Cache:                  cache.Options{DefaultNamespaces: watched(ns, opts.alsoWatch), NewInformer: gate.NewInformer},
 	})
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
@@ -195,6 +201,7 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                recorder,
 		Runner:                  probes,
+		NewInformer:             gate.NewInformer,
 		MaxConcurrentReconciles: workers,
 		SkipNameValidation:      true,
 	}

@@ -233,12 +233,15 @@ func recordStatus(cb *circuitv1alpha1.CircuitBreaker, s breaker.Status, probed [
 	before := cb.Status.DeepCopy()
 	statusToAPI(s, &cb.Status)
 	if cb.Spec.Target.Service == nil {
-		cb.Status.Endpoints, cb.Status.EndpointsTotal, cb.Status.EndpointsFailing = nil, 0, 0
+		setEndpoints(&cb.Status, nil)
+		cb.Status.EndpointsTotal, cb.Status.EndpointsOmitted, cb.Status.EndpointsFailing = 0, 0, 0
 	}
 	for _, r := range probed {
 		if cb.Spec.Target.Service != nil {
-			cb.Status.Endpoints, cb.Status.EndpointsTotal, cb.Status.EndpointsFailing =
-				endpointStatuses(cb.Status.Endpoints, r.Endpoints, svc.Refs)
+			eps, failing := endpointStatuses(allEndpoints(&cb.Status), r.Endpoints, svc.Refs)
+			setEndpoints(&cb.Status, eps)
+			cb.Status.EndpointsTotal, cb.Status.EndpointsFailing = int32(len(eps)), failing
+			cb.Status.EndpointsOmitted = cb.Status.EndpointsTotal - int32(len(cb.Status.Endpoints))
 		}
 	}
 	if len(probed) == 0 {

@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"cmp"
 	"net/url"
 	"slices"
 	"strings"
@@ -15,6 +16,9 @@ import (
 
 // MaxStatusEndpoints bounds status.endpoints; endpointsTotal keeps the full count.
 const MaxStatusEndpoints = 64
+
+// maxOmittedFailing bounds status.omittedFailingEndpoints.
+const maxOmittedFailing = 2000
 
 // Problem is why a breaker cannot be probed as specified, or why a Service
 // target cannot be resolved to endpoints: a condition reason and a message.
@@ -88,11 +92,12 @@ func compareEndpoints(a, b probe.Endpoint) int {
 	return int(a.Port - b.Port)
 }
 
-// endpointStatuses turns a round's results into status.endpoints, carrying
-// each endpoint's failure count forward from the previous status. Endpoints
-// that left the Service while the round was under way are not reported.
+// endpointStatuses turns a round's results into the status of every probed
+// endpoint, sorted, carrying each endpoint's failure count forward from the
+// previous statuses (allEndpoints). Endpoints that left the Service while the
+// round was under way are not reported.
 func endpointStatuses(prev []circuitv1alpha1.EndpointStatus, results []probe.EndpointResult,
-	refs map[probe.Endpoint]*corev1.ObjectReference) (eps []circuitv1alpha1.EndpointStatus, total, failing int32) {
+	refs map[probe.Endpoint]*corev1.ObjectReference) (eps []circuitv1alpha1.EndpointStatus, failing int32) {
 	before := map[probe.Endpoint]int32{}
 	for _, e := range prev {
 		before[probe.Endpoint{Address: e.Address, Port: e.Port}] = e.ConsecutiveFailures
@@ -103,7 +108,6 @@ func endpointStatuses(prev []circuitv1alpha1.EndpointStatus, results []probe.End
 		if _, current := refs[res.Endpoint]; !current {
 			continue
 		}
-		total++
 		st := circuitv1alpha1.EndpointStatus{
 			Address: res.Address, Port: res.Port, LastResult: circuitv1alpha1.ProbeSuccess, Reason: res.Reason,
 		}
@@ -115,11 +119,55 @@ func endpointStatuses(prev []circuitv1alpha1.EndpointStatus, results []probe.End
 		if ref := refs[res.Endpoint]; ref != nil {
 			st.TargetRef = &circuitv1alpha1.EndpointRef{Kind: ref.Kind, Name: ref.Name}
 		}
-		if len(eps) < MaxStatusEndpoints {
-			eps = append(eps, st)
+		eps = append(eps, st)
+	}
+	return eps, failing
+}
+
+// allEndpoints is what status records of every endpoint: the listed ones and
+// the failing ones the list leaves out, sorted. An endpoint in neither
+// succeeded in the last round.
+func allEndpoints(st *circuitv1alpha1.CircuitBreakerStatus) []circuitv1alpha1.EndpointStatus {
+	return append(slices.Clone(st.Endpoints), st.OmittedFailingEndpoints...)
+}
+
+// setEndpoints records the sorted statuses eps (as allEndpoints returns them,
+// or every probed endpoint) in st: the first 64 in endpoints, the failing
+// rest in omittedFailingEndpoints, those that failed longest if there are too many.
+func setEndpoints(st *circuitv1alpha1.CircuitBreakerStatus, eps []circuitv1alpha1.EndpointStatus) {
+	st.Endpoints, st.OmittedFailingEndpoints = nil, nil
+	if len(eps) == 0 {
+		return
+	}
+	n := min(len(eps), MaxStatusEndpoints)
+	st.Endpoints = slices.Clone(eps[:n])
+	var failing []circuitv1alpha1.EndpointStatus
+	for _, e := range eps[n:] {
+		if e.LastResult == circuitv1alpha1.ProbeFailure {
+			failing = append(failing, e)
 		}
 	}
-	return eps, total, failing
+	if len(failing) > maxOmittedFailing {
+		slices.SortStableFunc(failing, func(a, b circuitv1alpha1.EndpointStatus) int {
+			return cmp.Or(compareBool(b.Ejected, a.Ejected), cmp.Compare(b.ConsecutiveFailures, a.ConsecutiveFailures))
+		})
+		failing = failing[:maxOmittedFailing]
+		slices.SortFunc(failing, func(a, b circuitv1alpha1.EndpointStatus) int {
+			return compareEndpoints(probe.Endpoint{Address: a.Address, Port: a.Port}, probe.Endpoint{Address: b.Address, Port: b.Port})
+		})
+	}
+	st.OmittedFailingEndpoints = failing
+}
+
+// compareBool orders false before true.
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // targetSummary is what the TARGET column shows: the URL without credentials,

@@ -115,8 +115,11 @@ func ejectedAddresses(p ejectionPolicy, eps []circuitv1alpha1.EndpointStatus, re
 func planEnforcement(cb *circuitv1alpha1.CircuitBreaker, prev *circuitv1alpha1.CircuitBreakerStatus, in EnforceInput) *EnforcementPlan {
 	e := cb.Spec.Enforce
 	st := &cb.Status
-	for i := range st.Endpoints {
-		st.Endpoints[i].Ejected = false
+	// Every endpoint, listed in status.endpoints or not, may be ejected.
+	eps := allEndpoints(st)
+	defer setEndpoints(st, eps)
+	for i := range eps {
+		eps[i].Ejected = false
 	}
 	if e == nil || in.Conflict != nil {
 		st.Enforcement = nil
@@ -126,9 +129,9 @@ func planEnforcement(cb *circuitv1alpha1.CircuitBreaker, prev *circuitv1alpha1.C
 	routing := circuitv1alpha1.RoutingTarget
 	ejected := map[string]bool{}
 	if st.State == circuitv1alpha1.StateClosed {
-		ejected = ejectedAddresses(ejectionPolicyOf(e.Ejection), st.Endpoints, readyAddresses(in.Target))
-		for i := range st.Endpoints {
-			st.Endpoints[i].Ejected = ejected[st.Endpoints[i].Address]
+		ejected = ejectedAddresses(ejectionPolicyOf(e.Ejection), eps, readyAddresses(in.Target))
+		for i := range eps {
+			eps[i].Ejected = ejected[eps[i].Address]
 		}
 		plan.Slices = guardedSlices(e.ServiceName, in.Target, ejected)
 	} else {
@@ -142,14 +145,16 @@ func planEnforcement(cb *circuitv1alpha1.CircuitBreaker, prev *circuitv1alpha1.C
 	}
 	st.Enforcement = &circuitv1alpha1.EnforcementStatus{ServiceName: e.ServiceName, Routing: routing,
 		EndpointsServed: servedCount(plan.Slices), EndpointsEjected: int32(len(ejected))}
-	plan.Events = enforcementEvents(prev, st, e)
+	plan.Events = enforcementEvents(prev, st, eps, e)
 	return plan
 }
 
-// enforcementEvents compares the recorded enforcement with the new one.
-// Ejections and restorations are reported only while the target serves
-// before and after; a change of routing is reported once, as TrafficRerouted.
-func enforcementEvents(prev, next *circuitv1alpha1.CircuitBreakerStatus, e *circuitv1alpha1.Enforce) []EnforcementEvent {
+// enforcementEvents compares the recorded enforcement with the new one (next,
+// whose endpoints are eps). Ejections and restorations are reported only while
+// the target serves before and after; a change of routing is reported once,
+// as TrafficRerouted.
+func enforcementEvents(prev, next *circuitv1alpha1.CircuitBreakerStatus, eps []circuitv1alpha1.EndpointStatus,
+	e *circuitv1alpha1.Enforce) []EnforcementEvent {
 	var out []EnforcementEvent
 	before := prev.Enforcement
 	after := next.Enforcement
@@ -173,11 +178,11 @@ func enforcementEvents(prev, next *circuitv1alpha1.CircuitBreakerStatus, e *circ
 	}
 	wasEjected := map[string]bool{}
 	if before != nil && before.Routing == circuitv1alpha1.RoutingTarget {
-		for _, ep := range prev.Endpoints {
+		for _, ep := range allEndpoints(prev) {
 			wasEjected[ep.Address] = ep.Ejected
 		}
 	}
-	for _, ep := range next.Endpoints {
+	for _, ep := range eps {
 		switch {
 		case ep.Ejected && !wasEjected[ep.Address]:
 			out = append(out, EnforcementEvent{corev1.EventTypeNormal, circuitv1alpha1.EventEndpointEjected, "Eject",

@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -273,4 +274,44 @@ func TestAConflictingServiceSetsReadyFalseAndPlansNothing(t *testing.T) {
 	ready := apimeta.FindStatusCondition(d.Status.Conditions, circuitv1alpha1.ConditionReady)
 	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 	g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonEnforcementConflict))
+}
+
+// Endpoint 69 of 70 is past status.endpoints (64): its failure count, kept in
+// omittedFailingEndpoints, ejects it like any other, and a decision taken
+// again from the stored status (as after a restart) keeps it ejected without
+// a second Event.
+func TestPlanEnforcementEjectsAnEndpointPastTheStatusList(t *testing.T) {
+	g := NewWithT(t)
+	var addrs []string
+	var listed []circuitv1alpha1.EndpointStatus
+	for i := range MaxStatusEndpoints + 6 {
+		addrs = append(addrs, fmt.Sprintf("10.0.1.%d", 100+i))
+		if i < MaxStatusEndpoints {
+			listed = append(listed, passing(addrs[i]))
+		}
+	}
+	in := EnforceInput{Ports: []corev1.ServicePort{{Name: "http", Port: 80}},
+		Target: []discoveryv1.EndpointSlice{ipSlice("t", discoveryv1.AddressTypeIPv4, 8080, addrs...)}}
+	outlier := addrs[68]
+	cb := enforcingBreaker(circuitv1alpha1.StateClosed, false, listed...)
+	cb.Status.OmittedFailingEndpoints = []circuitv1alpha1.EndpointStatus{failing(outlier, 3)}
+	prev := cb.Status.DeepCopy()
+	prev.Enforcement = &circuitv1alpha1.EnforcementStatus{ServiceName: "api-guarded", Routing: circuitv1alpha1.RoutingTarget}
+
+	plan := planEnforcement(cb, prev, in)
+	g.Expect(sliceAddrs(plan.Slices)["api-guarded-ipv4"]).To(HaveLen(len(addrs) - 1))
+	g.Expect(sliceAddrs(plan.Slices)["api-guarded-ipv4"]).NotTo(ContainElement(outlier))
+	g.Expect(cb.Status.Endpoints).To(HaveLen(MaxStatusEndpoints))
+	g.Expect(cb.Status.OmittedFailingEndpoints).To(HaveLen(1))
+	g.Expect(cb.Status.OmittedFailingEndpoints[0].Ejected).To(BeTrue())
+	g.Expect(cb.Status.Enforcement.EndpointsEjected).To(BeEquivalentTo(1))
+	g.Expect(plan.Events).To(HaveLen(1))
+	g.Expect(plan.Events[0].Reason).To(Equal(circuitv1alpha1.EventEndpointEjected))
+	g.Expect(plan.Events[0].Message).To(ContainSubstring(outlier))
+
+	stored := cb.DeepCopy()
+	again := planEnforcement(stored, &cb.Status, in)
+	g.Expect(again.Slices).To(Equal(plan.Slices))
+	g.Expect(again.Events).To(BeEmpty())
+	g.Expect(stored.Status).To(Equal(cb.Status))
 }

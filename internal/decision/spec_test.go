@@ -207,8 +207,7 @@ func TestEndpointStatusesCountsFailuresForwardAndDropsEndpointsThatLeft(t *testi
 		{Endpoint: a, Reason: probe.ReasonHTTPStatus},
 	}
 	refs := map[probe.Endpoint]*corev1.ObjectReference{a: {Kind: "Pod", Name: "pod-a"}, b: nil}
-	eps, total, failing := endpointStatuses(prev, results, refs)
-	g.Expect(total).To(Equal(int32(2)))
+	eps, failing := endpointStatuses(prev, results, refs)
 	g.Expect(failing).To(Equal(int32(1)))
 	g.Expect(eps).To(Equal([]circuitv1alpha1.EndpointStatus{
 		{Address: a.Address, Port: a.Port, LastResult: circuitv1alpha1.ProbeFailure, Reason: circuitv1alpha1.ProbeReasonHTTPStatus,
@@ -217,21 +216,62 @@ func TestEndpointStatusesCountsFailuresForwardAndDropsEndpointsThatLeft(t *testi
 	}))
 }
 
-func TestEndpointStatusesListsAtMostMaxStatusEndpointsButCountsAll(t *testing.T) {
+// 70 endpoints: status lists the first 64, says 6 are left out, and keeps the
+// failure counts of the failing ones among those 6 from round to round.
+func TestStatusListsAtMost64EndpointsAndKeepsTheFailingRestWithTheirCounts(t *testing.T) {
 	g := NewWithT(t)
-	refs := map[probe.Endpoint]*corev1.ObjectReference{}
-	var results []probe.EndpointResult
+	svc := ServiceEndpoints{Refs: map[probe.Endpoint]*corev1.ObjectReference{}}
+	var eps []probe.Endpoint
 	for i := range MaxStatusEndpoints + 6 {
 		e := probe.Endpoint{Address: "10.0.1.1", Port: int32(1000 + i)}
-		refs[e] = nil
-		results = append(results, probe.EndpointResult{Endpoint: e, Reason: probe.ReasonTimeout})
+		svc.Refs[e] = nil
+		eps = append(eps, e)
 	}
-	eps, total, failing := endpointStatuses(nil, results, refs)
-	g.Expect(eps).To(HaveLen(MaxStatusEndpoints))
-	g.Expect(total).To(Equal(int32(MaxStatusEndpoints + 6)))
-	g.Expect(failing).To(Equal(total))
-	g.Expect(eps[0].Port).To(Equal(int32(1000)))
-	g.Expect(eps[0].ConsecutiveFailures).To(Equal(int32(1)))
+	// Ports 1000 (listed), 1064 and 1069 (left out) fail; the others succeed.
+	failingPorts := map[int32]bool{1000: true, 1064: true, 1069: true}
+	round := probe.Result{Start: time.Unix(1000, 0)}
+	for _, e := range eps {
+		round.Endpoints = append(round.Endpoints, probe.EndpointResult{Endpoint: e, Success: !failingPorts[e.Port]})
+	}
+	cb := &circuitv1alpha1.CircuitBreaker{Spec: circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{
+		Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromInt32(80)}}}}
+	s := statusFromAPI(cb.Status, time.Unix(1000, 0))
+	for range 3 {
+		recordStatus(cb, s, []probe.Result{round}, svc)
+	}
+	st := cb.Status
+	g.Expect(st.Endpoints).To(HaveLen(MaxStatusEndpoints))
+	g.Expect(st.EndpointsTotal).To(BeEquivalentTo(MaxStatusEndpoints + 6))
+	g.Expect(st.EndpointsOmitted).To(BeEquivalentTo(6))
+	g.Expect(st.EndpointsFailing).To(BeEquivalentTo(3))
+	g.Expect(st.Endpoints[0].ConsecutiveFailures).To(BeEquivalentTo(3))
+	g.Expect(st.OmittedFailingEndpoints).To(HaveLen(2))
+	for i, port := range []int32{1064, 1069} {
+		g.Expect(st.OmittedFailingEndpoints[i].Port).To(Equal(port))
+		g.Expect(st.OmittedFailingEndpoints[i].ConsecutiveFailures).To(BeEquivalentTo(3), "port %d", port)
+	}
+}
+
+// Past maxOmittedFailing failing endpoints left out, those that failed longest
+// (the ejected first) are kept, sorted by address and port.
+func TestSetEndpointsKeepsTheLongestFailingWhenTooManyFail(t *testing.T) {
+	g := NewWithT(t)
+	var eps []circuitv1alpha1.EndpointStatus
+	for i := range MaxStatusEndpoints + maxOmittedFailing + 2 {
+		eps = append(eps, circuitv1alpha1.EndpointStatus{Address: "10.0.1.1", Port: int32(1000 + i),
+			LastResult: circuitv1alpha1.ProbeFailure, ConsecutiveFailures: 1})
+	}
+	last := len(eps) - 1
+	eps[last].ConsecutiveFailures = 5
+	eps[last-1].Ejected, eps[last-1].ConsecutiveFailures = true, 3
+	st := &circuitv1alpha1.CircuitBreakerStatus{}
+	setEndpoints(st, eps)
+	g.Expect(st.Endpoints).To(HaveLen(MaxStatusEndpoints))
+	g.Expect(st.OmittedFailingEndpoints).To(HaveLen(maxOmittedFailing))
+	kept := st.OmittedFailingEndpoints
+	g.Expect(kept[len(kept)-2:]).To(Equal(eps[last-1:]))
+	g.Expect(kept[0].Port).To(BeEquivalentTo(1000 + MaxStatusEndpoints))
+	g.Expect(allEndpoints(st)).To(HaveLen(MaxStatusEndpoints + maxOmittedFailing))
 }
 
 func mustDuration(t *testing.T, d circuitv1alpha1.GoDuration) time.Duration {
