@@ -5,6 +5,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,7 +24,18 @@ func TestReferencesStillUsedKeepTheirWatch(t *testing.T) {
 	built := 0
 	count := func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, ix toolscache.Indexers) toolscache.SharedIndexInformer {
 		built++
-		return toolscache.NewSharedIndexInformer(lw, obj, resync, ix)
+		// The fake clientset has no REST client for the real ListerWatcher:
+		// an empty list and a watch that stays open serve instead.
+		empty := &toolscache.ListWatch{
+			ListFunc: func(metav1.ListOptions) (runtime.Object, error) {
+				if _, ok := obj.(*corev1.Secret); ok {
+					return &corev1.SecretList{}, nil
+				}
+				return &corev1.ConfigMapList{}, nil
+			},
+			WatchFunc: func(metav1.ListOptions) (watch.Interface, error) { return watch.NewFake(), nil },
+		}
+		return toolscache.NewSharedIndexInformer(empty, obj, resync, ix)
 	}
 	w := newRefWatcher(kubefake.NewClientset(), count)
 	ctx, cancel := context.WithCancel(context.Background())
