@@ -123,13 +123,13 @@ bench-smoke: envtest-assets ## Run the benchmark's one-minute smoke run (N = 50)
 
 .PHONY: build
 build: manifests generate fmt vet ## Build the manager binary, the kubectl plugin and the example service.
-	go build -o bin/manager ./cmd
+	go build -o bin/manager ./cmd/manager
 	go build -o bin/kubectl-breaker ./cmd/kubectl-breaker
 	go build -o bin/checkout ./examples/checkout
 
 .PHONY: run
 run: manifests generate fmt vet ## Run a controller from your host against the cluster in your kubeconfig.
-	go run ./cmd
+	go run ./cmd/manager
 
 .PHONY: docker-build
 docker-build: ## Build docker image with the manager.
