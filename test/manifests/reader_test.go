@@ -72,6 +72,9 @@ func TestDocsReaderBindingGrantsReadsOfBreakersOnlyOnEveryInstallPath(t *testing
 	binding, err := yaml.Marshal(rb)
 	g.Expect(err).NotTo(HaveOccurred())
 
+	crd := filepath.Join(root(), "config", "crd", "bases", "circuit.resilience.dev_circuitbreakers.yaml")
+	mustKubectl(t, "", "apply", "--server-side", "-f", crd)
+	mustKubectl(t, "", "wait", "--for=condition=Established", "--timeout=60s", "-f", crd)
 	mustKubectl(t, "", "create", "namespace", ns)
 	mustKubectl(t, "", "create", "namespace", ns+"-other")
 	mustKubectl(t, "", "create", "serviceaccount", sa, "-n", rb.Subjects[0].Namespace)
@@ -130,7 +133,8 @@ func TestDocsReaderBindingGrantsReadsOfBreakersOnlyOnEveryInstallPath(t *testing
 func canI(t *testing.T, user, ns, verb, resource string) bool {
 	t.Helper()
 	out, err := kubectl(t, "", "auth", "can-i", verb, resource, "-n", ns, "--as", user)
-	switch strings.TrimSpace(out) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	switch lines[len(lines)-1] {
 	case "yes":
 		return true
 	case "no":
