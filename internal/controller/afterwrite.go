@@ -55,6 +55,7 @@ func (r *CircuitBreakerReconciler) afterWrite(ctx context.Context, cb *circuitv1
 		r.emitTransition(cb, t, last)
 	}
 	metrics.SetState(cb.Namespace, cb.Name, string(cb.Status.State), cb.Status.ConsecutiveFailures)
+	metrics.SetThreshold(cb.Namespace, cb.Name, orDefault(cb.Spec.Threshold, circuitv1alpha1.DefaultThreshold))
 	r.emitEnforcementEvents(cb, d.enforce)
 	if e := cb.Status.Enforcement; e != nil {
 		metrics.SetEnforcement(cb.Namespace, cb.Name, string(e.Routing), e.EndpointsEjected)

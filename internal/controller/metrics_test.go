@@ -156,6 +156,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 		s := series(g)
 		g.Expect(onlyKeys(s, state)).To(Equal(oneHot("Closed")))
 		g.Expect(s).To(HaveKeyWithValue(consecutive, 0.0))
+		g.Expect(s).To(HaveKeyWithValue("circuitbreaker_threshold", 2.0), "spec.threshold, for the ProbesFailing alert")
 		g.Expect(s[probes+`{result="success"}`]).To(BeNumerically(">=", 1))
 		g.Expect(s).To(HaveKeyWithValue(probes+`{result="failure"}`, 0.0))
 		g.Expect(s).To(HaveKeyWithValue(failures+`{reason="http_status"}`, 0.0))
