@@ -139,6 +139,12 @@ docker-build: ## Build docker image with the manager.
 docker-push: ## Push docker image with the manager.
 	$(CONTAINER_TOOL) push ${IMG}
 
+# VERSION names the release whose download URLs plugins/breaker.yaml carries.
+VERSION ?= v0.1.0
+.PHONY: plugin-manifest
+plugin-manifest: ## Build the kubectl-breaker archives (dist/plugins) and write their sha256 sums into plugins/breaker.yaml.
+	VERSION=$(VERSION) hack/plugin-manifest.sh
+
 .PHONY: build-installer
 build-installer: manifests generate kustomize ## Generate a consolidated YAML with CRDs and deployment in dist/install.yaml.
 	mkdir -p dist
