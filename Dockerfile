@@ -13,7 +13,7 @@ COPY go.sum go.sum
 RUN go mod download
 
 # Copy the Go source (relies on .dockerignore to filter)
-COPY cmd/ cmd/
+COPY cmd/manager/ cmd/manager/
 COPY api/ api/
 COPY internal/ internal/
 
@@ -21,7 +21,7 @@ COPY internal/ internal/
 # for the platform of the host where the command was called.
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} go build -trimpath \
     -ldflags "-s -w -X github.com/resilience-dev/breaker-operator/internal/version.Version=${VERSION}" \
-    -o manager ./cmd
+    -o manager ./cmd/manager
 
 # Use distroless as minimal base image to package the manager binary: no shell,
 # no package manager, and the nonroot user (65532).

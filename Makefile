@@ -123,13 +123,13 @@ bench-smoke: envtest-assets ## Run the benchmark's one-minute smoke run (N = 50)
 
 .PHONY: build
 build: manifests generate fmt vet ## Build the manager binary, the kubectl plugin and the example service.
-	go build -o bin/manager ./cmd
+	go build -o bin/manager ./cmd/manager
 	go build -o bin/kubectl-breaker ./cmd/kubectl-breaker
 	go build -o bin/checkout ./examples/checkout
 
 .PHONY: run
 run: manifests generate fmt vet ## Run a controller from your host against the cluster in your kubeconfig.
-	go run ./cmd
+	go run ./cmd/manager
 
 .PHONY: docker-build
 docker-build: ## Build docker image with the manager.
@@ -138,6 +138,12 @@ docker-build: ## Build docker image with the manager.
 .PHONY: docker-push
 docker-push: ## Push docker image with the manager.
 	$(CONTAINER_TOOL) push ${IMG}
+
+# VERSION names the release whose download URLs plugins/breaker.yaml carries.
+VERSION ?= v0.1.0
+.PHONY: plugin-manifest
+plugin-manifest: ## Build the kubectl-breaker archives (dist/plugins) and write their sha256 sums into plugins/breaker.yaml.
+	VERSION=$(VERSION) hack/plugin-manifest.sh
 
 .PHONY: build-installer
 build-installer: manifests generate kustomize ## Generate a consolidated YAML with CRDs and deployment in dist/install.yaml.

@@ -139,8 +139,16 @@ func run(ctx context.Context, c config) error {
 	}
 	defer stopProcess(events)
 
+	say("Starting a caller: GET http://%s/healthz through pkg/breakerclient twice a second; it prints a line when its calls change", c.targetListen)
+	callerCtx, stopCaller := context.WithCancel(ctx)
+	defer stopCaller()
+	app, err := startCaller(callerCtx, cp.RESTConfig, "http://"+c.targetListen+"/healthz")
+	if err != nil {
+		return err
+	}
+
 	if !c.interactive {
-		if err := playStory(ctx, cp, "http://"+c.targetListen); err != nil {
+		if err := playStory(ctx, cp, "http://"+c.targetListen, app); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

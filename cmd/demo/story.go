@@ -20,10 +20,11 @@ const (
 )
 
 // playStory runs the cycle by itself: a few healthy probes, the target breaks,
-// the circuit opens, the target heals while Open, the circuit goes HalfOpen
-// and closes. Each step is told in one line before it happens; the watches
-// started before show the breaker and its Events as they come.
-func playStory(ctx context.Context, cp *localcp.ControlPlane, base string) error {
+// the circuit opens and the caller fails fast, the target heals while Open,
+// the circuit goes HalfOpen and closes, and the caller's calls go through
+// again. Each step is told in one line before it happens; the watches started
+// before show the breaker and its Events as they come, the caller its calls.
+func playStory(ctx context.Context, cp *localcp.ControlPlane, base string, app *caller) error {
 	say("Step 1/3: the target is healthy; letting the breaker probe it a few times (every 2s)")
 	if err := waitFor(ctx, cp, "{.status.lastProbe.result}", "Success"); err != nil {
 		return err
@@ -39,6 +40,10 @@ func playStory(ctx context.Context, cp *localcp.ControlPlane, base string) error
 	if err := waitFor(ctx, cp, "{.status.state}", "Open"); err != nil {
 		return err
 	}
+	if err := app.waitOutcome(ctx, failedFast); err != nil {
+		return err
+	}
+	say("The circuit is Open: the caller's breakerclient.Call fails fast with an OpenError and sends nothing to the target")
 
 	say("Step 3/3: healing the target (POST %s/heal) while Open; no probe is sent until its %s timeout passes, "+
 		"then the circuit goes HalfOpen, a trial probe succeeds and it closes", base, sampleTimeout)
@@ -48,6 +53,10 @@ func playStory(ctx context.Context, cp *localcp.ControlPlane, base string) error
 	if err := waitFor(ctx, cp, "{.status.state}", "Closed"); err != nil {
 		return err
 	}
+	if err := app.waitOutcome(ctx, wentThrough); err != nil {
+		return err
+	}
+	say("The circuit is Closed again: the caller's calls go through to the target again")
 	if err := sleep(ctx, time.Second); err != nil {
 		return err
 	}

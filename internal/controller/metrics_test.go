@@ -34,7 +34,7 @@ import (
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 )
 
-// These tests serve metrics as cmd/main.go does by default: over HTTPS behind
+// These tests serve metrics as cmd/manager does by default: over HTTPS behind
 // controller-runtime's authentication and authorization filter, which asks the
 // API server (TokenReview, SubjectAccessReview) about each scrape. envtest
 // starts kube-apiserver with --service-account-issuer and signing keys and with
@@ -156,6 +156,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 		s := series(g)
 		g.Expect(onlyKeys(s, state)).To(Equal(oneHot("Closed")))
 		g.Expect(s).To(HaveKeyWithValue(consecutive, 0.0))
+		g.Expect(s).To(HaveKeyWithValue("circuitbreaker_threshold", 2.0), "spec.threshold, for the ProbesFailing alert")
 		g.Expect(s[probes+`{result="success"}`]).To(BeNumerically(">=", 1))
 		g.Expect(s).To(HaveKeyWithValue(probes+`{result="failure"}`, 0.0))
 		g.Expect(s).To(HaveKeyWithValue(failures+`{reason="http_status"}`, 0.0))
@@ -246,7 +247,7 @@ func TestMetricsFollowABreakerThroughItsStatesAndDisappearWithIt(t *testing.T) {
 }
 
 // startSecureOperator runs the CircuitBreaker controller for namespace ns in a
-// manager whose metrics server is configured as cmd/main.go's default, and
+// manager whose metrics server is configured as cmd/manager's default, and
 // returns the metrics URL.
 func startSecureOperator(t *testing.T, ns string) string {
 	t.Helper()

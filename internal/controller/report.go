@@ -41,6 +41,7 @@ func (r *CircuitBreakerReconciler) report(ctx context.Context, cb *circuitv1alph
 		r.emitTransition(cb, t, last)
 	}
 	metrics.SetState(cb.Namespace, cb.Name, string(cb.Status.State), cb.Status.ConsecutiveFailures)
+	metrics.SetThreshold(cb.Namespace, cb.Name, thresholdOf(cb.Spec))
 	r.emitEnforcementEvents(cb, d.Effects.Enforce)
 	if e := cb.Status.Enforcement; e != nil {
 		metrics.SetEnforcement(cb.Namespace, cb.Name, string(e.Routing), e.EndpointsEjected)
@@ -114,4 +115,13 @@ func (r *CircuitBreakerReconciler) emitEnforcementEvents(cb *circuitv1alpha1.Cir
 	for _, ev := range plan.Events {
 		r.Recorder.Eventf(cb, nil, ev.EventType, ev.Reason, ev.Action, "%s", ev.Message)
 	}
+}
+
+// thresholdOf is spec.threshold with its default, for the alert that compares
+// failures with it.
+func thresholdOf(spec circuitv1alpha1.CircuitBreakerSpec) int32 {
+	if spec.Threshold <= 0 {
+		return circuitv1alpha1.DefaultThreshold
+	}
+	return spec.Threshold
 }

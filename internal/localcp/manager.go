@@ -31,6 +31,9 @@ type ManagerOptions struct {
 	Args []string
 	// Log receives the manager's output; nil discards it.
 	Log io.Writer
+	// HealthPort is the loopback port of the manager's /healthz and /readyz;
+	// 0 picks a free one.
+	HealthPort int
 }
 
 // StartManager starts the operator's manager against this control plane, its
@@ -41,9 +44,12 @@ func (cp *ControlPlane) StartManager(ctx context.Context, opts ManagerOptions) (
 	if name == "" {
 		name = "manager"
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	port := opts.HealthPort
+	if port == 0 {
+		var err error
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	args := append([]string{
 		"--kubeconfig", cp.KubeconfigPath,

@@ -117,6 +117,16 @@ var (
 	// ProbeDuration observes how long probes take.
 	ProbeDuration = newHistogramFamily("circuitbreaker_probe_duration_seconds", "Duration of the circuit breaker's probes.")
 
+	// Threshold mirrors spec.threshold (its default when unset), so that
+	// alerts judge consecutive failures against each breaker's own bound.
+	Threshold = newFamily("circuitbreaker_threshold",
+		"Consecutive failed probes that open the circuit breaker (spec.threshold).",
+		prometheus.GaugeValue, nil, func(s *breakerSeries, emit emitFunc) {
+			if s.threshold > 0 {
+				emit(float64(s.threshold))
+			}
+		})
+
 	// ConsecutiveFailures mirrors status.consecutiveFailures.
 	ConsecutiveFailures = newFamily("circuitbreaker_consecutive_failures", "Consecutive failed probes of the circuit breaker.",
 		prometheus.GaugeValue, nil, func(s *breakerSeries, emit emitFunc) {
@@ -131,7 +141,7 @@ func init() {
 	if len(s.transitions) != len(TransitionPairs) || len(s.durations) != len(durationBuckets)+1 {
 		panic("metrics: series arrays do not match TransitionPairs and durationBuckets")
 	}
-	ctrlmetrics.Registry.MustRegister(State, Transitions, WouldOpen, Probes, ProbeFailures, ProbeDuration, ConsecutiveFailures)
+	ctrlmetrics.Registry.MustRegister(State, Transitions, WouldOpen, Probes, ProbeFailures, ProbeDuration, ConsecutiveFailures, Threshold)
 }
 
 func oneHot(on bool) float64 {
@@ -156,10 +166,12 @@ type breakerSeries struct {
 	hasState            bool
 	state               int8
 	consecutiveFailures int32
-	transitions         [5]uint64
-	wouldOpen           uint64
-	probes              [2]uint64
-	failures            []uint64
+	// threshold is spec.threshold; 0 until SetThreshold (no series).
+	threshold   int32
+	transitions [5]uint64
+	wouldOpen   uint64
+	probes      [2]uint64
+	failures    []uint64
 	// Values outside the fixed sets, which the state machine and prober do
 	// not produce; kept so that nothing observed is lost.
 	otherTransitions map[[2]string]uint64
@@ -211,6 +223,11 @@ func SetState(namespace, name, state string, failures int32) {
 		s.hasState, s.state = true, int8(indexOf(States, state))
 		s.consecutiveFailures = failures
 	})
+}
+
+// SetThreshold records a breaker's spec.threshold.
+func SetThreshold(namespace, name string, threshold int32) {
+	update(namespace, name, func(s *breakerSeries) { s.threshold = threshold })
 }
 
 // ObserveTransition counts a state change.
@@ -318,7 +335,7 @@ func each(f func(breakerKey, *breakerSeries)) {
 	for i, s := range all {
 		s.mu.Lock()
 		c = breakerSeries{
-			hasState: s.hasState, state: s.state, consecutiveFailures: s.consecutiveFailures, transitions: s.transitions,
+			hasState: s.hasState, state: s.state, consecutiveFailures: s.consecutiveFailures, threshold: s.threshold, transitions: s.transitions,
 			wouldOpen: s.wouldOpen, probes: s.probes, failures: append(c.failures[:0], s.failures...),
 			otherTransitions: clone(s.otherTransitions), otherFailures: clone(s.otherFailures),
 			observed: s.observed, durations: s.durations, durationSum: s.durationSum,

@@ -114,6 +114,7 @@ func allCollectors() map[string]prometheus.Collector {
 		"probe_failures":       ProbeFailures,
 		"probe_duration":       ProbeDuration,
 		"consecutive_failures": ConsecutiveFailures,
+		"threshold":            Threshold,
 	}
 }
 
@@ -187,6 +188,18 @@ func TestSetStateFollowsTheFailureCount(t *testing.T) {
 	}
 }
 
+// The threshold series exists from SetThreshold on and follows spec edits.
+func TestSetThresholdFollowsTheSpec(t *testing.T) {
+	g := NewWithT(t)
+	SetState("threshold", "cb", "Closed", 0)
+	defer Forget("threshold", "cb")
+	g.Expect(series(t, Threshold, "threshold", "cb")).To(BeEmpty())
+	for _, n := range []int32{5, 1, 1000} {
+		SetThreshold("threshold", "cb", n)
+		g.Expect(series(t, Threshold, "threshold", "cb")).To(Equal(map[string]float64{"": float64(n)}))
+	}
+}
+
 func TestObserveTransitionCountsEachPair(t *testing.T) {
 	g := NewWithT(t)
 	ObserveTransition("transitions", "cb", "Closed", "Open")
@@ -243,12 +256,14 @@ func TestForgetRemovesEverySeriesOfOneBreakerOnly(t *testing.T) {
 	g := NewWithT(t)
 	for _, name := range []string{"gone", "kept"} {
 		SetState("forget", name, "Open", 3)
+		SetThreshold("forget", name, 5)
 		ObserveTransition("forget", name, "Closed", "Open")
 		ObserveProbe("forget", name, true, "ok", time.Millisecond)
 		ObserveProbe("forget", name, false, "connection_refused", time.Millisecond)
 	}
 	// Same name in another namespace: Forget must match on both labels.
 	SetState("forget-other", "gone", "Closed", 0)
+	SetThreshold("forget-other", "gone", 5)
 	ObserveProbe("forget-other", "gone", false, "dns", time.Millisecond)
 
 	for label, c := range allCollectors() {
@@ -274,6 +289,7 @@ func TestForgetRemovesEverySeriesOfOneBreakerOnly(t *testing.T) {
 func TestCollectorsAreRegisteredOnControllerRuntimesRegistry(t *testing.T) {
 	g := NewWithT(t)
 	SetState("registry", "cb", "Closed", 0)
+	SetThreshold("registry", "cb", 5)
 	ObserveTransition("registry", "cb", "Closed", "Open")
 	ObserveProbe("registry", "cb", false, "tls", time.Millisecond)
 	defer Forget("registry", "cb")
@@ -288,6 +304,7 @@ func TestCollectorsAreRegisteredOnControllerRuntimesRegistry(t *testing.T) {
 	}
 	g.Expect(got).To(Equal(map[string]dto.MetricType{
 		"circuitbreaker_state":                  dto.MetricType_GAUGE,
+		"circuitbreaker_threshold":              dto.MetricType_GAUGE,
 		"circuitbreaker_transitions_total":      dto.MetricType_COUNTER,
 		"circuitbreaker_would_open_total":       dto.MetricType_COUNTER,
 		"circuitbreaker_probes_total":           dto.MetricType_COUNTER,

@@ -115,11 +115,15 @@ func ExampleClient_Trip() {
 	defer cancel()
 	c := newShopClient(ctx)
 
-	// Hold the circuit open for a maintenance window, then close it.
-	if err := c.Trip(ctx, "user-api", 10*time.Minute); err != nil {
-		log.Fatal(err)
-	}
-	if err := c.Reset(ctx, "user-api"); err != nil {
-		log.Fatal(err)
-	}
+	// Hold the circuit open for a maintenance window, then close it. (The
+	// operator acts on both annotations; here the API server records them.)
+	fmt.Println("trip:", c.Trip(ctx, "user-api", 10*time.Minute))
+	fmt.Println("reset:", c.Reset(ctx, "user-api"))
+	fmt.Println("trip:", c.Trip(ctx, "user-api", 0))
+	fmt.Println("trip:", c.Trip(ctx, "no-such-breaker", time.Minute))
+	// Output:
+	// trip: <nil>
+	// reset: <nil>
+	// trip: tripping breaker shop/user-api: the duration 0s is not positive
+	// trip: tripping breaker shop/no-such-breaker: circuitbreakers.circuit.resilience.dev "no-such-breaker" not found
 }

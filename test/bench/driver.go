@@ -66,8 +66,8 @@ func newRunEnv(ctx context.Context, cfg config) (*runEnv, error) {
 	if env.manager == "" {
 		// Built here so that a stale bin/manager is never measured.
 		env.manager = filepath.Join(env.work, "manager")
-		say("Building the manager (go build ./cmd)")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", env.manager, "./cmd")
+		say("Building the manager (go build ./cmd/manager)")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", env.manager, "./cmd/manager")
 		cmd.Dir = env.root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			_ = os.RemoveAll(env.work)

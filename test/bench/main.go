@@ -131,7 +131,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&d.out, "out", "", "Write the report into this markdown file (e.g. docs/benchmarks.md), between its bench markers.")
 	fs.StringVar(&d.jsonOut, "json", "", "Write the raw results as JSON to this file.")
 	fs.StringVar(&d.profiles, "profiles", "", "Save the manager's heap profile at the end of the steady window, and a 20 s CPU profile after it, into this directory as heap-n<N>.pb.gz and cpu-n<N>.pb.gz (read them with `go tool pprof`).")
-	fs.StringVar(&d.manager, "manager", "", "A manager binary to run instead of building ./cmd.")
+	fs.StringVar(&d.manager, "manager", "", "A manager binary to run instead of building ./cmd/manager.")
 	managerArgs := fs.String("manager-args", "", "Extra flags for the manager, space-separated (e.g. --max-concurrent-reconciles=8).")
 	fs.StringVar(&d.label, "label", d.label, "Name of the design measured, shown in the report.")
 	fs.BoolVar(&d.keep, "keep", false, "Keep the work directory (logs of the manager, target and control plane).")

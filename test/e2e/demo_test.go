@@ -87,7 +87,8 @@ func TestDemoPlaysTheCycleByItself(t *testing.T) {
 	text := out.String()
 	// The steps are told in order, and each before what it announces shows up
 	// (the watches print on their own, so only that order is fixed).
-	steps := []string{"Step 1/3", "Step 2/3", "Step 3/3", "The cycle is done",
+	steps := []string{"Starting a caller", "Step 1/3", "Step 2/3", "The circuit is Open: the caller", "Step 3/3",
+		"The circuit is Closed again: the caller", "The cycle is done",
 		"curl -X POST http://127.0.0.1:8090/break", "Still watching"}
 	for i := 1; i < len(steps); i++ {
 		g.Expect(strings.Index(text, steps[i])).To(BeNumerically(">", strings.Index(text, steps[i-1])), "%q before %q", steps[i-1], steps[i])
@@ -101,6 +102,21 @@ func TestDemoPlaysTheCycleByItself(t *testing.T) {
 		for _, s := range shown {
 			g.Expect(rest).To(ContainSubstring(s), "after %q", step)
 		}
+	}
+	// The caller, an application on pkg/breakerclient: its calls go through,
+	// fail at the broken target, fail fast while the circuit is Open (before
+	// the story says so), and go through again once it has closed.
+	const get = "caller: GET http://127.0.0.1:8090/healthz "
+	calls := []string{get + "through breakerclient.Call went through", get + "reached the target and failed",
+		get + "failed fast, the target was not called (circuit open: breaker default/user-api is Open",
+		"The circuit is Open: the caller", "Step 3/3", get + "through breakerclient.Call went through",
+		"The circuit is Closed again: the caller"}
+	from := strings.Index(text, "Step 2/3")
+	g.Expect(strings.Index(text, calls[0])).To(BeNumerically(">=", 0), "the caller's first calls went through")
+	for _, s := range calls[1:] {
+		i := strings.Index(text[from:], s)
+		g.Expect(i).To(BeNumerically(">=", 0), "%q after the step before it", s)
+		from += i
 	}
 	halfOpen := strings.Index(text, "user-api   HalfOpen")
 	g.Expect(regexp.MustCompile(`user-api\s+Closed\s+0`).MatchString(text[halfOpen:])).To(BeTrue(), "Closed again after HalfOpen")

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/resilience-dev/breaker-operator/internal/localcp"
+	"github.com/resilience-dev/breaker-operator/test/ci"
 )
 
 // TestGuardedServiceRoutesWhereTheBreakerAllows shows spec.enforce with real
@@ -208,7 +209,10 @@ func newGuardedClient(t *testing.T, network *netns, ns, clusterIP string) *guard
 		return sliceClient(ns)
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Logf("nft not found (install nftables): kube-proxy cannot program the node, so the client dials what the slices hold")
+		if ci.Enabled() {
+			t.Fatalf("CI=true: nft not found on PATH, and kube-proxy (nftables mode) needs it to program the node (apt-get install nftables; .ci/run installs it)")
+		}
+		t.Logf("nft not found (install nftables): kube-proxy cannot program the node, so the client dials what the slices hold (under CI=true this fails)")
 		return sliceClient(ns)
 	}
 	node := newNodeNetns(t, network)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -259,6 +260,8 @@ func failures(hs []hit) int {
 type manager struct {
 	*localcp.Process
 	log string
+	// health is the base URL of its /healthz and /readyz.
+	health string
 }
 
 // startManager starts the manager binary against the control plane and waits
@@ -285,12 +288,17 @@ func startManagerWith(t testing.TB, name string, extraArgs ...string) *manager {
 	}
 	// The child holds its own descriptor.
 	defer func() { _ = logFile.Close() }()
-	m := &manager{log: logPath}
+	healthPort, err := localcp.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &manager{log: logPath, health: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort))}
 	m.Process, err = env.cp.StartManager(t.Context(), localcp.ManagerOptions{
-		Binary: env.manager,
-		Name:   name,
-		Args:   append([]string{"--metrics-bind-address", "0", "--zap-log-level", "debug"}, extraArgs...),
-		Log:    logFile,
+		Binary:     env.manager,
+		Name:       name,
+		Args:       append([]string{"--metrics-bind-address", "0", "--zap-log-level", "debug"}, extraArgs...),
+		Log:        logFile,
+		HealthPort: healthPort,
 	})
 	if err != nil {
 		t.Fatalf("%v; its log:\n%s", err, tail(m.logText(), 40))

@@ -98,7 +98,7 @@ func managerBinary(ctx context.Context, dir string) (string, error) {
 		return dst, out.Close()
 	}
 	fmt.Println("e2e: bin/manager not found; building the manager")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, "./cmd")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, "./cmd/manager")
 	cmd.Dir = env.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the manager: %w\n%s", err, out)

@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/resilience-dev/breaker-operator/internal/localcp"
+	"github.com/resilience-dev/breaker-operator/test/ci"
 )
 
 // The tests of Service targets need endpoints with real, non-loopback
@@ -50,9 +51,7 @@ func newNetns(t *testing.T, n int) *netns {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: creating a network namespace needs root (CI runs this test as root)")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: ip(8) not found; install iproute2 (.ci/run does so in CI)")
-	}
+	ci.Tool(t, "ip", "a network namespace is made with it", "apt-get install iproute2; .ci/run installs it")
 	removeStaleNetns(t)
 
 	pid := os.Getpid()

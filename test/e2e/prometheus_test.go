@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/resilience-dev/breaker-operator/internal/localcp"
+	"github.com/resilience-dev/breaker-operator/test/ci"
 )
 
 // prometheusServer is a real Prometheus (Debian's prometheus package) on
@@ -30,10 +30,7 @@ type prometheusServer struct {
 
 func startPrometheus(t *testing.T, metricsAddr, token string) *prometheusServer {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus not found (apt-get install prometheus; .ci/run installs it); skipping the real scrape")
-	}
+	bin := ci.Tool(t, "prometheus", "the real scrape of the manager needs it", "apt-get install prometheus; .ci/run installs it")
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {

@@ -8,17 +8,16 @@ import (
 
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/yaml"
+
+	"github.com/resilience-dev/breaker-operator/test/ci"
 )
 
 // promtoolPath finds promtool (Debian's prometheus package, which .ci/run
-// installs when missing); without it the test skips.
+// installs when missing); without it the test fails under CI=true and skips
+// elsewhere.
 func promtoolPath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not found (apt-get install prometheus); skipping the PromQL checks")
-	}
-	return p
+	return ci.Tool(t, "promtool", "the alert unit tests and the dashboard's PromQL checks need it", "apt-get install prometheus")
 }
 
 func runPromtool(t *testing.T, promtool, dir string, args ...string) {

@@ -1,4 +1,4 @@
-// Command manager (cmd/main.go, where kubebuilder scaffolds it) runs the breaker-operator's controller manager.
+// Command manager (cmd/manager, the design card's layout) runs the breaker-operator's controller manager.
 package main
 
 import (
