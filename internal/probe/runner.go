@@ -54,9 +54,14 @@ const MaxPending = 64
 // the next probe with Schedule when a decision changes it (a circuit that
 // opens sends its trial at nextRetryTime). A probe whose breaker is forgotten
 // or given a new spec is cancelled, and its slot freed, at once.
+//
+// A gRPC target with GRPCSettings.Watch is not polled: the Runner holds its
+// health streams (see watch.go), which deliver each change of status at once,
+// and each due probe reads the status they last saw.
 type Runner struct {
-	doer   Doer
-	sharer Sharer
+	doer     Doer
+	sharer   Sharer
+	streamer Streamer
 	global chan struct{}
 	perNS  int
 	// WedgeGrace overrides DefaultWedgeGrace (tests).
@@ -103,6 +108,8 @@ type item struct {
 	// lastStart is when the last probe for this spec started, in flight or done.
 	lastStart time.Time
 	pending   []Result
+	// watch holds the streams of a watched gRPC target; nil otherwise.
+	watch *watch
 }
 
 // nsSlots are one namespace's share of the slots.
@@ -123,6 +130,7 @@ func NewRunner(doer Doer, limits Limits) *Runner {
 		running:    map[uint64]time.Time{},
 	}
 	r.sharer, _ = doer.(Sharer)
+	r.streamer, _ = doer.(Streamer)
 	return r
 }
 
@@ -149,6 +157,7 @@ func (r *Runner) Schedule(key Key, specID string, target Target, at time.Time, e
 	it := r.itemFor(key, specID)
 	r.setTarget(it, target)
 	it.every = every
+	r.follow(key, it)
 	if it.inFlight && !at.After(time.Now()) {
 		// The probe in flight is the one due now; its start sets the next.
 		return
@@ -183,6 +192,7 @@ func (r *Runner) setTarget(it *item, target Target) {
 }
 
 func (r *Runner) drop(it *item) {
+	r.unfollow(it)
 	if it.timer != nil {
 		it.timer.Stop()
 		it.timer = nil
@@ -198,7 +208,8 @@ func (r *Runner) drop(it *item) {
 }
 
 // Pause cancels the scheduled probes of key and its cadence (a breaker that
-// cannot be probed as specified sends none). A probe in flight finishes; its
+// cannot be probed as specified sends none) and closes its streams. A probe
+// in flight finishes; its
 // result is still delivered.
 func (r *Runner) Pause(key Key) {
 	r.mu.Lock()
@@ -209,6 +220,7 @@ func (r *Runner) Pause(key Key) {
 			it.timer = nil
 		}
 		it.every, it.overdue = 0, false
+		r.unfollow(it)
 	}
 }
 
@@ -364,6 +376,12 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 			r.mu.Unlock()
 			return
 		}
+	}
+	if w := it.watch; w != nil && !w.fallback {
+		notify := r.tick(key, it, at)
+		r.mu.Unlock()
+		notify()
+		return
 	}
 	it.inFlight = true
 	r.probes++
