@@ -62,8 +62,8 @@ type Runner struct {
 	doer     Doer
 	sharer   Sharer
 	streamer Streamer
-	global chan struct{}
-	perNS  int
+	global   chan struct{}
+	perNS    int
 	// WedgeGrace overrides DefaultWedgeGrace (tests).
 	WedgeGrace time.Duration
 	// Hold, when set, is asked before a breaker with results waiting is probed
