@@ -41,6 +41,10 @@ const streamKeepalive = 5 * time.Minute
 type grpcFailure struct {
 	mu  sync.Mutex
 	err error
+	// certAsked: a server asked for a client certificate. Under TLS 1.3 one
+	// that refuses it says so after the handshake, in an alert the client may
+	// not get to read before the connection is gone.
+	certAsked bool
 }
 
 func (f *grpcFailure) set(err error) {
@@ -52,10 +56,16 @@ func (f *grpcFailure) set(err error) {
 	f.mu.Unlock()
 }
 
-func (f *grpcFailure) get() error {
+func (f *grpcFailure) askedForCertificate() {
+	f.mu.Lock()
+	f.certAsked = true
+	f.mu.Unlock()
+}
+
+func (f *grpcFailure) get() (certAsked bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.err
+	return f.certAsked, f.err
 }
 
 // recordingCreds is TLS (or plaintext) transport credentials that remember
@@ -107,6 +117,14 @@ func (p *Prober) dialGRPC(t Target, failure *grpcFailure, keepaliveTimeout time.
 				return nil, err
 			}
 		}
+		certs := cfg.Certificates
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			failure.askedForCertificate()
+			if len(certs) > 0 {
+				return &certs[0], nil
+			}
+			return &tls.Certificate{}, nil
+		}
 		creds = credentials.NewTLS(cfg)
 	}
 	dial := p.guardFor(t).dialer(p.baseDial)
@@ -150,7 +168,7 @@ func (p *Prober) probeGRPC(ctx context.Context, t Target) Result {
 	defer func() { _ = conn.Close() }()
 	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: grpcService(t)})
 	if err != nil {
-		return Result{Reason: classifyGRPC(ctx, err, failure.get())}
+		return Result{Reason: classifyGRPC(ctx, err, failure)}
 	}
 	return judgeHealth(resp.GetStatus())
 }
@@ -183,8 +201,10 @@ func judgeHealth(s healthpb.HealthCheckResponse_ServingStatus) Result {
 
 // classifyGRPC maps a failed health call to a reason. An UNAVAILABLE call is
 // judged by why its connection failed (refused, DNS, TLS, the guard), when it
-// did; other codes are grpc_status.
-func classifyGRPC(ctx context.Context, err error, connFailure error) circuitv1alpha1.ProbeReason {
+// did, and is tls when a server that asked for a client certificate broke
+// the connection; other codes are grpc_status.
+func classifyGRPC(ctx context.Context, err error, failure *grpcFailure) circuitv1alpha1.ProbeReason {
+	certAsked, connFailure := failure.get()
 	code := status.Code(err)
 	switch {
 	case code == codes.DeadlineExceeded, ctx.Err() != nil:
@@ -196,6 +216,8 @@ func classifyGRPC(ctx context.Context, err error, connFailure error) circuitv1al
 		if reason := Classify(ctx, connFailure); reason != ReasonOther {
 			return reason
 		}
+	case code == codes.Unavailable && certAsked:
+		return ReasonTLS
 	}
 	return ReasonGRPCStatus
 }
@@ -236,5 +258,5 @@ func (p *Prober) Watch(ctx context.Context, t Target, seen func(Result)) (ended 
 	if late.Load() {
 		return ReasonTimeout, false
 	}
-	return classifyGRPC(ctx, err, failure.get()), false
+	return classifyGRPC(ctx, err, failure), false
 }

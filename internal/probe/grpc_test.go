@@ -336,16 +336,8 @@ func TestProbeGRPCRoundProbesEachEndpoint(t *testing.T) {
 	up := startGRPCServer(t, grpcServerOptions{})
 	down := startGRPCServer(t, grpcServerOptions{})
 	down.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	endpoint := func(addr string) Endpoint {
-		host, port, _ := net.SplitHostPort(addr)
-		var n int32
-		for _, c := range port {
-			n = n*10 + c - '0'
-		}
-		return Endpoint{Address: host, Port: n}
-	}
 	tg := Target{Scheme: GRPC, Timeout: 2 * time.Second, GRPC: &GRPCSettings{},
-		Round: &Round{Endpoints: []Endpoint{endpoint(up.addr), endpoint(down.addr)}, FailurePercent: 50}}
+		Round: &Round{Endpoints: []Endpoint{endpointOf(t, up.addr), endpointOf(t, down.addr)}, FailurePercent: 50}}
 	got := loopbackProber(t).Probe(context.Background(), tg)
 	if got.Success || got.Reason != ReasonGRPCNotServing || len(got.Endpoints) != 2 || !got.Endpoints[0].Success {
 		t.Fatalf("got %+v", got)

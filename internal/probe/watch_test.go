@@ -1,0 +1,260 @@
+package probe
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func watchTarget(addr, service string) Target {
+	tg := grpcTarget(GRPC, addr, service)
+	tg.GRPC.Watch = true
+	return tg
+}
+
+// nextResult waits for a notification of key and returns its newest pending result.
+func nextResult(t *testing.T, r *Runner, notified <-chan Key, key Key, within time.Duration) Result {
+	t.Helper()
+	select {
+	case got := <-notified:
+		if got != key {
+			t.Fatalf("notified of %v, want %v", got, key)
+		}
+	case <-time.After(within):
+		t.Fatalf("no result for %v within %v", key, within)
+	}
+	pending := r.Pending(key, "spec")
+	if len(pending) == 0 {
+		t.Fatalf("notified of %v with nothing pending", key)
+	}
+	last := pending[len(pending)-1]
+	r.Ack(key, last.Start)
+	return last
+}
+
+func TestRunnerWatchDeliversAStatusChangeAtOnce(t *testing.T) {
+	srv := startGRPCServer(t, grpcServerOptions{})
+	srv.health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("watched")
+	r.Schedule(key, "spec", watchTarget(srv.addr, "api"), time.Now(), time.Hour)
+	if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
+		t.Fatalf("first result %+v, want a success", got)
+	}
+
+	flipped := time.Now()
+	srv.health.SetServingStatus("api", healthpb.HealthCheckResponse_NOT_SERVING)
+	got := nextResult(t, r, notified, key, time.Second)
+	if got.Success || got.Reason != ReasonGRPCNotServing {
+		t.Fatalf("after the flip: %+v, want grpc_not_serving", got)
+	}
+	t.Logf("NOT_SERVING delivered %v after the flip", time.Since(flipped))
+
+	srv.health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
+	if got := nextResult(t, r, notified, key, time.Second); !got.Success {
+		t.Fatalf("after the flip back: %+v, want a success", got)
+	}
+}
+
+func TestRunnerWatchTicksWithTheLastStatusWithoutACall(t *testing.T) {
+	var checks atomic.Int64
+	srv := startGRPCServer(t, grpcServerOptions{register: func(s *grpc.Server, h *health.Server) {
+		healthpb.RegisterHealthServer(s, countingChecks{Server: h, checks: &checks})
+	}})
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("ticking")
+	r.Schedule(key, "spec", watchTarget(srv.addr, ""), time.Now(), 200*time.Millisecond)
+	for range 4 {
+		if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
+			t.Fatalf("tick %+v, want a success", got)
+		}
+	}
+	if n := checks.Load(); n != 0 {
+		t.Fatalf("%d Check calls while watching, want none", n)
+	}
+}
+
+// countingChecks is the standard health server counting Check calls.
+type countingChecks struct {
+	*health.Server
+	checks *atomic.Int64
+}
+
+func (c countingChecks) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	c.checks.Add(1)
+	return c.Server.Check(ctx, req)
+}
+
+// checkOnly implements Check but not Watch.
+type checkOnly struct {
+	healthpb.UnimplementedHealthServer
+	*countingChecks
+}
+
+func (c checkOnly) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	return c.countingChecks.Check(ctx, req)
+}
+
+func TestRunnerWatchFallsBackToCheckWhenWatchIsUnimplemented(t *testing.T) {
+	var checks atomic.Int64
+	srv := startGRPCServer(t, grpcServerOptions{register: func(s *grpc.Server, h *health.Server) {
+		healthpb.RegisterHealthServer(s, checkOnly{countingChecks: &countingChecks{Server: h, checks: &checks}})
+	}})
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("fallback")
+	r.Schedule(key, "spec", watchTarget(srv.addr, ""), time.Now(), 200*time.Millisecond)
+	for range 3 {
+		if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
+			t.Fatalf("result %+v, want a success from Check", got)
+		}
+	}
+	if n := checks.Load(); n < 3 {
+		t.Fatalf("%d Check calls, want one per result", n)
+	}
+}
+
+// closingWatch sends the status, then ends the stream.
+type closingWatch struct {
+	*health.Server
+	watches *atomic.Int64
+}
+
+func (c closingWatch) Watch(_ *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	c.watches.Add(1)
+	return stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING})
+}
+
+func TestRunnerWatchReestablishesAClosedStreamWithBackoff(t *testing.T) {
+	var watches atomic.Int64
+	srv := startGRPCServer(t, grpcServerOptions{register: func(s *grpc.Server, h *health.Server) {
+		healthpb.RegisterHealthServer(s, closingWatch{Server: h, watches: &watches})
+	}})
+	r, _ := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("closing")
+	r.Schedule(key, "spec", watchTarget(srv.addr, ""), time.Now(), time.Hour)
+	// Attempts at 0, 0.25, 0.75, 1.75 and 3.75 s: four within 3 s, not dozens.
+	time.Sleep(3 * time.Second)
+	if n := watches.Load(); n < 3 || n > 5 {
+		t.Fatalf("%d Watch calls in 3 s, want 3 to 5 (re-established with backoff)", n)
+	}
+	// Between two streams the tick of the held-less target is a failure.
+	pending := r.Pending(key, "spec")
+	if len(pending) == 0 || !pending[0].Success {
+		t.Fatalf("pending %+v, want the first status delivered", pending)
+	}
+}
+
+func TestRunnerWatchTickFailsWhileNoStreamIsHeld(t *testing.T) {
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("unreachable")
+	r.Schedule(key, "spec", watchTarget(closedPort(t), ""), time.Now(), 200*time.Millisecond)
+	for range 3 {
+		if got := nextResult(t, r, notified, key, 5*time.Second); got.Success || got.Reason != ReasonConnectionRefused {
+			t.Fatalf("tick %+v, want a connection_refused failure", got)
+		}
+	}
+}
+
+func TestRunnerWatchStreamHoldsANamespaceSlot(t *testing.T) {
+	srv := startGRPCServer(t, grpcServerOptions{})
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8, PerNamespace: 1})
+	watched, polled := runnerKey("watched"), runnerKey("polled")
+	r.Schedule(watched, "spec", watchTarget(srv.addr, ""), time.Now(), time.Hour)
+	nextResult(t, r, notified, watched, 5*time.Second)
+	r.Schedule(polled, "spec", grpcTarget(GRPC, srv.addr, ""), time.Now(), time.Hour)
+	select {
+	case k := <-notified:
+		t.Fatalf("%v probed while the namespace's only slot holds a stream", k)
+	case <-time.After(500 * time.Millisecond):
+	}
+	r.Forget(watched)
+	if got := nextResult(t, r, notified, polled, 5*time.Second); !got.Success {
+		t.Fatalf("polled breaker %+v once the stream closed", got)
+	}
+}
+
+func TestRunnerForgetClosesTheStreamAndLeavesNoGoroutineOrConnection(t *testing.T) {
+	srv := startGRPCServer(t, grpcServerOptions{})
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	before := runtime.NumGoroutine()
+	keys := []Key{runnerKey("a"), runnerKey("b"), runnerKey("c")}
+	for _, k := range keys {
+		r.Schedule(k, "spec", watchTarget(srv.addr, ""), time.Now(), time.Hour)
+	}
+	for range keys {
+		<-notified
+	}
+	if open := srv.open.Load(); open != int64(len(keys)) {
+		t.Fatalf("%d connections open on the server, want one per stream", open)
+	}
+	held := runtime.NumGoroutine()
+	for _, k := range keys {
+		r.Forget(k)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.open.Load() != 0 || runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("after Forget: %d connections open, %d goroutines (%d before, %d while held)\n%s",
+				srv.open.Load(), runtime.NumGoroutine(), before, held, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("goroutines: %d before, %d with %d streams, back to %d", before, held, len(keys), runtime.NumGoroutine())
+}
+
+func TestRunnerNewSpecClosesTheOldStream(t *testing.T) {
+	srv := startGRPCServer(t, grpcServerOptions{})
+	other := startGRPCServer(t, grpcServerOptions{})
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("moved")
+	r.Schedule(key, "spec", watchTarget(srv.addr, ""), time.Now(), time.Hour)
+	nextResult(t, r, notified, key, 5*time.Second)
+	r.Schedule(key, "spec2", watchTarget(other.addr, ""), time.Now(), time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.open.Load() != 0 || other.open.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("old server holds %d connections, new one %d; want 0 and 1", srv.open.Load(), other.open.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRunnerWatchRoundJudgesEachEndpointsStream(t *testing.T) {
+	up := startGRPCServer(t, grpcServerOptions{})
+	flips := startGRPCServer(t, grpcServerOptions{})
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("round")
+	tg := watchTarget("", "")
+	tg.Round = &Round{Endpoints: []Endpoint{endpointOf(t, up.addr), endpointOf(t, flips.addr)}, FailurePercent: 50}
+	r.Schedule(key, "spec", tg, time.Now(), time.Hour)
+	if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success || len(got.Endpoints) != 2 {
+		t.Fatalf("first round %+v", got)
+	}
+	flips.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	got := nextResult(t, r, notified, key, time.Second)
+	if got.Success || got.Reason != ReasonGRPCNotServing || !got.Endpoints[0].Success || got.Endpoints[1].Success {
+		t.Fatalf("after one endpoint flipped: %+v", got)
+	}
+}
+
+func endpointOf(t *testing.T, addr string) Endpoint {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Endpoint{Address: host, Port: int32(n)}
+}
