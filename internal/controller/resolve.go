@@ -62,6 +62,9 @@ func (r *CircuitBreakerReconciler) resolve(ctx context.Context, cb *circuitv1alp
 	cfg.target.Allowed, cfg.target.Restricted = allowed, restricted
 	r.refs.use(types.NamespacedName{Namespace: cb.Namespace, Name: cb.Name}, specRefs(cb))
 	refProblem, err := r.resolveHTTP(ctx, cb, &cfg.target)
+	if err == nil && refProblem == nil {
+		refProblem, err = r.resolveGRPC(ctx, cb, &cfg.target)
+	}
 	if err != nil {
 		return res, err
 	}

@@ -51,7 +51,7 @@ func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 	if err != nil {
 		return s, fmt.Errorf("http.expectedStatuses: %w", err)
 	}
-	how := retryTimeout.String() + "|" + strings.Join(statuses, ",") + "|" + httpSpecID(spec.HTTP)
+	how := retryTimeout.String() + "|" + strings.Join(statuses, ",") + "|" + httpSpecID(spec.HTTP) + grpcSpecID(spec.GRPC)
 	if svc := spec.Target.Service; svc != nil {
 		s.target = serviceTarget(svc, retryTimeout, int(orDefault(spec.FailurePercent, circuitv1alpha1.DefaultFailurePercent)))
 		s.specID = fmt.Sprintf("service|%s|%s|%s|%s|%d|%s", svc.Name, svc.Port.String(), s.target.Scheme,
@@ -63,6 +63,7 @@ func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 		s.specID = "url|" + spec.Target.URL + "|" + how
 	}
 	s.target.Expected = expected
+	grpcSettings(spec, &s.target)
 	return s, nil
 }
 

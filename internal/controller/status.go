@@ -146,6 +146,9 @@ func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg se
 		return
 	}
 	msg := fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.target.Scheme, cfg.interval, cfg.target.Timeout)
+	if g := cfg.target.GRPC; g != nil && g.Watch {
+		msg = fmt.Sprintf("Watching the %s target's health, judged every %s", cfg.target.Scheme, cfg.interval)
+	}
 	switch cfg.policy.Mode {
 	case breaker.ModeForcedOpen:
 		msg = "Mode ForcedOpen holds the circuit Open: nothing is probed until mode is Auto"
@@ -153,7 +156,11 @@ func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg se
 		msg += "; mode ForcedClosed holds the circuit Closed (a dry run)"
 	}
 	if cfg.target.TLS != nil && cfg.target.TLS.InsecureSkipVerify {
-		msg += "; TLS certificate verification is OFF (http.tls.insecureSkipVerify)"
+		field := "http"
+		if cfg.target.GRPC != nil {
+			field = "grpc"
+		}
+		msg += "; TLS certificate verification is OFF (" + field + ".tls.insecureSkipVerify)"
 	}
 	setReady(cb, now, metav1.ConditionTrue, circuitv1alpha1.ReasonProbing, msg)
 }

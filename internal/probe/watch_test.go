@@ -42,23 +42,23 @@ func nextResult(t *testing.T, r *Runner, notified <-chan Key, key Key, within ti
 
 func TestRunnerWatchDeliversAStatusChangeAtOnce(t *testing.T) {
 	srv := startGRPCServer(t, grpcServerOptions{})
-	srv.health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
+	srv.Health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("watched")
-	r.Schedule(key, "spec", watchTarget(srv.addr, "api"), time.Now(), time.Hour)
+	r.Schedule(key, "spec", watchTarget(srv.Addr, "api"), time.Now(), time.Hour)
 	if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
 		t.Fatalf("first result %+v, want a success", got)
 	}
 
 	flipped := time.Now()
-	srv.health.SetServingStatus("api", healthpb.HealthCheckResponse_NOT_SERVING)
+	srv.Health.SetServingStatus("api", healthpb.HealthCheckResponse_NOT_SERVING)
 	got := nextResult(t, r, notified, key, time.Second)
 	if got.Success || got.Reason != ReasonGRPCNotServing {
 		t.Fatalf("after the flip: %+v, want grpc_not_serving", got)
 	}
 	t.Logf("NOT_SERVING delivered %v after the flip", time.Since(flipped))
 
-	srv.health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
+	srv.Health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
 	if got := nextResult(t, r, notified, key, time.Second); !got.Success {
 		t.Fatalf("after the flip back: %+v, want a success", got)
 	}
@@ -66,12 +66,12 @@ func TestRunnerWatchDeliversAStatusChangeAtOnce(t *testing.T) {
 
 func TestRunnerWatchTicksWithTheLastStatusWithoutACall(t *testing.T) {
 	var checks atomic.Int64
-	srv := startGRPCServer(t, grpcServerOptions{register: func(s *grpc.Server, h *health.Server) {
+	srv := startGRPCServer(t, grpcServerOptions{Register: func(s *grpc.Server, h *health.Server) {
 		healthpb.RegisterHealthServer(s, countingChecks{Server: h, checks: &checks})
 	}})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("ticking")
-	r.Schedule(key, "spec", watchTarget(srv.addr, ""), time.Now(), 200*time.Millisecond)
+	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), 200*time.Millisecond)
 	for range 4 {
 		if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
 			t.Fatalf("tick %+v, want a success", got)
@@ -105,12 +105,12 @@ func (c checkOnly) Check(ctx context.Context, req *healthpb.HealthCheckRequest) 
 
 func TestRunnerWatchFallsBackToCheckWhenWatchIsUnimplemented(t *testing.T) {
 	var checks atomic.Int64
-	srv := startGRPCServer(t, grpcServerOptions{register: func(s *grpc.Server, h *health.Server) {
+	srv := startGRPCServer(t, grpcServerOptions{Register: func(s *grpc.Server, h *health.Server) {
 		healthpb.RegisterHealthServer(s, checkOnly{countingChecks: &countingChecks{Server: h, checks: &checks}})
 	}})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("fallback")
-	r.Schedule(key, "spec", watchTarget(srv.addr, ""), time.Now(), 200*time.Millisecond)
+	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), 200*time.Millisecond)
 	for range 3 {
 		if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
 			t.Fatalf("result %+v, want a success from Check", got)
@@ -134,12 +134,12 @@ func (c closingWatch) Watch(_ *healthpb.HealthCheckRequest, stream healthpb.Heal
 
 func TestRunnerWatchReestablishesAClosedStreamWithBackoff(t *testing.T) {
 	var watches atomic.Int64
-	srv := startGRPCServer(t, grpcServerOptions{register: func(s *grpc.Server, h *health.Server) {
+	srv := startGRPCServer(t, grpcServerOptions{Register: func(s *grpc.Server, h *health.Server) {
 		healthpb.RegisterHealthServer(s, closingWatch{Server: h, watches: &watches})
 	}})
 	r, _ := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("closing")
-	r.Schedule(key, "spec", watchTarget(srv.addr, ""), time.Now(), time.Hour)
+	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
 	// Attempts at 0, 0.25, 0.75, 1.75 and 3.75 s: four within 3 s, not dozens.
 	time.Sleep(3 * time.Second)
 	if n := watches.Load(); n < 3 || n > 5 {
@@ -167,9 +167,9 @@ func TestRunnerWatchStreamHoldsANamespaceSlot(t *testing.T) {
 	srv := startGRPCServer(t, grpcServerOptions{})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8, PerNamespace: 1})
 	watched, polled := runnerKey("watched"), runnerKey("polled")
-	r.Schedule(watched, "spec", watchTarget(srv.addr, ""), time.Now(), time.Hour)
+	r.Schedule(watched, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
 	nextResult(t, r, notified, watched, 5*time.Second)
-	r.Schedule(polled, "spec", grpcTarget(GRPC, srv.addr, ""), time.Now(), time.Hour)
+	r.Schedule(polled, "spec", grpcTarget(GRPC, srv.Addr, ""), time.Now(), time.Hour)
 	select {
 	case k := <-notified:
 		t.Fatalf("%v probed while the namespace's only slot holds a stream", k)
@@ -187,12 +187,12 @@ func TestRunnerForgetClosesTheStreamAndLeavesNoGoroutineOrConnection(t *testing.
 	before := runtime.NumGoroutine()
 	keys := []Key{runnerKey("a"), runnerKey("b"), runnerKey("c")}
 	for _, k := range keys {
-		r.Schedule(k, "spec", watchTarget(srv.addr, ""), time.Now(), time.Hour)
+		r.Schedule(k, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
 	}
 	for range keys {
 		<-notified
 	}
-	if open := srv.open.Load(); open != int64(len(keys)) {
+	if open := srv.Open(); open != int64(len(keys)) {
 		t.Fatalf("%d connections open on the server, want one per stream", open)
 	}
 	held := runtime.NumGoroutine()
@@ -200,11 +200,11 @@ func TestRunnerForgetClosesTheStreamAndLeavesNoGoroutineOrConnection(t *testing.
 		r.Forget(k)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for srv.open.Load() != 0 || runtime.NumGoroutine() > before {
+	for srv.Open() != 0 || runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("after Forget: %d connections open, %d goroutines (%d before, %d while held)\n%s",
-				srv.open.Load(), runtime.NumGoroutine(), before, held, buf[:runtime.Stack(buf, true)])
+				srv.Open(), runtime.NumGoroutine(), before, held, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -216,13 +216,13 @@ func TestRunnerNewSpecClosesTheOldStream(t *testing.T) {
 	other := startGRPCServer(t, grpcServerOptions{})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("moved")
-	r.Schedule(key, "spec", watchTarget(srv.addr, ""), time.Now(), time.Hour)
+	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
 	nextResult(t, r, notified, key, 5*time.Second)
-	r.Schedule(key, "spec2", watchTarget(other.addr, ""), time.Now(), time.Hour)
+	r.Schedule(key, "spec2", watchTarget(other.Addr, ""), time.Now(), time.Hour)
 	deadline := time.Now().Add(5 * time.Second)
-	for srv.open.Load() != 0 || other.open.Load() != 1 {
+	for srv.Open() != 0 || other.Open() != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("old server holds %d connections, new one %d; want 0 and 1", srv.open.Load(), other.open.Load())
+			t.Fatalf("old server holds %d connections, new one %d; want 0 and 1", srv.Open(), other.Open())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -234,12 +234,12 @@ func TestRunnerWatchRoundJudgesEachEndpointsStream(t *testing.T) {
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("round")
 	tg := watchTarget("", "")
-	tg.Round = &Round{Endpoints: []Endpoint{endpointOf(t, up.addr), endpointOf(t, flips.addr)}, FailurePercent: 50}
+	tg.Round = &Round{Endpoints: []Endpoint{endpointOf(t, up.Addr), endpointOf(t, flips.Addr)}, FailurePercent: 50}
 	r.Schedule(key, "spec", tg, time.Now(), time.Hour)
 	if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success || len(got.Endpoints) != 2 {
 		t.Fatalf("first round %+v", got)
 	}
-	flips.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	flips.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	got := nextResult(t, r, notified, key, time.Second)
 	if got.Success || got.Reason != ReasonGRPCNotServing || !got.Endpoints[0].Success || got.Endpoints[1].Success {
 		t.Fatalf("after one endpoint flipped: %+v", got)
