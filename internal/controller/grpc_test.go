@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -159,4 +160,41 @@ func TestClientCertificateSecretThatIsNotAKeyPairBlocksProbing(t *testing.T) {
 		g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonInvalidClientCertificate))
 		g.Expect(cb.Status.LastProbe).To(BeNil())
 	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
+
+func TestGRPCServiceWatchFollowsEachEndpointAndItsSlices(t *testing.T) {
+	ns := newNamespace(t)
+	f := newServiceFixture(t, ns, "orders", "10.0.9.1", "10.0.9.2")
+	servers := map[string]*grpctarget.Server{}
+	for _, a := range []string{"10.0.9.1", "10.0.9.2"} {
+		servers[a] = grpctarget.Start(t, grpctarget.Options{})
+		f.net.set(a+":8080", servers[a].Addr)
+	}
+	startOperatorWithDial(t, ns, f.net.dial)
+	spec := serviceSpec("orders", intstr.FromString("http"), 50)
+	spec.GRPC = &circuitv1alpha1.GRPCProbe{Watch: true}
+	spec.Interval, spec.RetryTimeout, spec.Threshold, spec.Timeout = "1m", "5s", 1, "10m"
+	createBreaker(t, ns, "orders", spec)
+
+	g := NewWithT(t)
+	g.Eventually(func(g Gomega) {
+		cb := getBreaker(g, ns, "orders")
+		g.Expect(cb.Status.EndpointsTotal).To(Equal(int32(2)))
+		g.Expect(cb.Status.LastProbe).NotTo(BeNil())
+		g.Expect(cb.Status.LastProbe.Result).To(Equal(circuitv1alpha1.ProbeSuccess))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Expect(servers["10.0.9.1"].Open()).To(Equal(int64(1)), "one stream per endpoint")
+	g.Expect(servers["10.0.9.2"].Open()).To(Equal(int64(1)), "one stream per endpoint")
+
+	// One endpoint leaves the slice: its stream closes, the other is kept.
+	f.setEndpoints(g, endpointsFor("10.0.9.2"))
+	g.Eventually(servers["10.0.9.1"].Open).WithTimeout(5 * time.Second).Should(BeZero())
+	g.Eventually(func(g Gomega) {
+		g.Expect(getBreaker(g, ns, "orders").Status.EndpointsTotal).To(Equal(int32(1)))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+
+	servers["10.0.9.2"].Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	cb := waitState(t, ns, "orders", circuitv1alpha1.StateOpen, 2*time.Second)
+	g.Expect(cb.Status.Endpoints).To(HaveLen(1))
+	g.Expect(cb.Status.Endpoints[0].Reason).To(Equal(circuitv1alpha1.ProbeReasonGRPCNotServing))
 }
