@@ -27,6 +27,12 @@ const (
 	maxStreamBackoff = 30 * time.Second
 )
 
+// minPushGap is the least time between two changes a stream delivers at once:
+// a change within it of the last is delivered at its end, with the status
+// seen last, so that a target that flaps its status as fast as it can costs
+// at most one result (and status write) a second.
+const minPushGap = time.Second
+
 // watch is the streams an item holds: one for a single address, one per
 // endpoint for a Service round. Each interval (a tick) the status they last
 // sent counts as a probe, without a call; a change of status is delivered at
@@ -48,6 +54,10 @@ type watch struct {
 	// status (after reconnecting) delivers nothing new.
 	delivered   outcome
 	anyDelivery bool
+	// lastPush is when a change was last delivered; held is set while a
+	// change waits for minPushGap to pass.
+	lastPush time.Time
+	held     *time.Timer
 }
 
 type streamState struct {
@@ -124,8 +134,11 @@ func (r *Runner) follow(key Key, it *item) {
 
 // unfollow closes the item's streams, at once. The caller holds r.mu.
 func (r *Runner) unfollow(it *item) {
-	if it.watch != nil {
-		it.watch.cancel()
+	if w := it.watch; w != nil {
+		w.cancel()
+		if w.held != nil {
+			w.held.Stop()
+		}
 		it.watch = nil
 	}
 }
@@ -252,11 +265,16 @@ func (r *Runner) settle(key Key, it *item, w *watch, push bool) (notify func()) 
 	switch {
 	case !start.IsZero():
 		w.waiting = time.Time{}
-	case push && len(it.pending) < MaxPending &&
-		(!w.anyDelivery || w.delivered != outcome{res.Success, res.Reason}):
-		start = time.Now()
-	default:
+	case !push || len(it.pending) >= MaxPending || (w.anyDelivery && w.delivered == outcome{res.Success, res.Reason}):
 		return func() {}
+	case time.Since(w.lastPush) < minPushGap:
+		if w.held == nil {
+			w.held = time.AfterFunc(time.Until(w.lastPush.Add(minPushGap)), func() { r.pushHeld(key, w) })
+		}
+		return func() {}
+	default:
+		start = time.Now()
+		w.lastPush = start
 	}
 	res.Start = start
 	w.delivered, w.anyDelivery = outcome{res.Success, res.Reason}, true
@@ -267,6 +285,21 @@ func (r *Runner) settle(key Key, it *item, w *watch, push bool) (notify func()) 
 			notifyFn(key)
 		}
 	}
+}
+
+// pushHeld delivers a change that waited for minPushGap, if the streams still
+// say something new.
+func (r *Runner) pushHeld(key Key, w *watch) {
+	r.mu.Lock()
+	it, ok := r.current(key, w)
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	w.held = nil
+	notify := r.settle(key, it, w, true)
+	r.mu.Unlock()
+	notify()
 }
 
 // result is what the streams say of t now.

@@ -58,9 +58,49 @@ func TestRunnerWatchDeliversAStatusChangeAtOnce(t *testing.T) {
 	}
 	t.Logf("NOT_SERVING delivered %v after the flip", time.Since(flipped))
 
+	// A change within minPushGap of the last waits for its end.
 	srv.Health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
-	if got := nextResult(t, r, notified, key, time.Second); !got.Success {
+	if got := nextResult(t, r, notified, key, minPushGap+time.Second); !got.Success {
 		t.Fatalf("after the flip back: %+v, want a success", got)
+	}
+}
+
+// flappingWatch sends SERVING and NOT_SERVING in turn as fast as it can.
+type flappingWatch struct{ *health.Server }
+
+func (flappingWatch) Watch(_ *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	for i := 0; ; i++ {
+		status := healthpb.HealthCheckResponse_SERVING
+		if i%2 == 1 {
+			status = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if err := stream.Send(&healthpb.HealthCheckResponse{Status: status}); err != nil {
+			return err
+		}
+	}
+}
+
+func TestRunnerWatchOfAFlappingTargetDeliversAtMostOneChangeASecond(t *testing.T) {
+	srv := startGRPCServer(t, grpcServerOptions{Register: func(s *grpc.Server, h *health.Server) {
+		healthpb.RegisterHealthServer(s, flappingWatch{Server: h})
+	}})
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("flapping")
+	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
+	const window = 3 * time.Second
+	deadline := time.After(window)
+	results := 0
+	for done := false; !done; {
+		select {
+		case <-notified:
+			results++
+		case <-deadline:
+			done = true
+		}
+	}
+	// The first tick, then at most one change a second.
+	if limit := 1 + int(window/time.Second) + 1; results < 2 || results > limit {
+		t.Fatalf("%d results in %v from a target flapping as fast as it can, want 2 to %d", results, window, limit)
 	}
 }
 
