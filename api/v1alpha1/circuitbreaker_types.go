@@ -221,7 +221,8 @@ type GRPCProbe struct {
 
 	// watch holds one Health/Watch stream per target (per endpoint for a Service)
 	// instead of calling Health/Check every interval: each status change reaches
-	// the breaker at once, and each interval the status last seen counts as a
+	// the breaker at once (at most one a second; a faster one is delivered at the
+	// end of that second), and each interval the status last seen counts as a
 	// probe, without a call. A stream is re-established with backoff; while none
 	// is held, each interval counts as a failed probe with the reason of the last
 	// attempt. A server that answers UNIMPLEMENTED is called with Health/Check
