@@ -423,8 +423,9 @@ type LastProbe struct {
 	// dns (the target's host name did not resolve);
 	// tls (the TLS handshake or the certificate's verification failed);
 	// http_status (the answer's status is not in http.expectedStatuses);
-	// grpc_not_serving, grpc_service_unknown, grpc_unknown (a gRPC health service
-	// answered NOT_SERVING, SERVICE_UNKNOWN or UNKNOWN);
+	// grpc_not_serving (a gRPC target's health service answered NOT_SERVING);
+	// grpc_service_unknown (it does not know grpc.service: SERVICE_UNKNOWN, or NOT_FOUND from Check);
+	// grpc_unknown (it answered UNKNOWN);
 	// grpc_status (a gRPC health call failed with another gRPC status code);
 	// denied (the operator's probe guard refused the target's address);
 	// no_endpoints (a Service target had no ready endpoint, or could not be resolved to endpoints);
