@@ -2,6 +2,10 @@ package probe
 
 import (
 	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +207,31 @@ func TestProbeGRPCRoundProbesEachEndpoint(t *testing.T) {
 	got := loopbackProber(t).Probe(context.Background(), tg)
 	if got.Success || got.Reason != ReasonGRPCNotServing || len(got.Endpoints) != 2 || !got.Endpoints[0].Success {
 		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestProbeHTTPSPresentsTheClientCertificateAndARotatedOneGetsANewClient(t *testing.T) {
+	certs := pki.New(t)
+	srv := httptest.NewUnstartedServer(statusHandler(http.StatusOK))
+	srv.TLS = certs.ServerTLS(true)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	p := loopbackProber(t)
+	probe := func(settings *TLS) Result {
+		tg := mustTarget(t, srv.URL+"/healthz", 2*time.Second, nil)
+		tg.TLS = settings
+		p.Retain(tg)
+		defer p.Release(tg)
+		return p.Probe(context.Background(), tg)
+	}
+	if got := probe(&TLS{CAPEM: certs.CAPEM, ClientCertPEM: certs.Client.Cert, ClientKeyPEM: certs.Client.Key}); !got.Success {
+		t.Fatalf("with the client certificate: %+v", got)
+	}
+	if got := probe(&TLS{CAPEM: certs.CAPEM}); got.Success || got.Reason != ReasonTLS {
+		t.Fatalf("without a client certificate: %+v, want tls", got)
+	}
+	if got := probe(&TLS{CAPEM: certs.CAPEM, ClientCertPEM: certs.Stranger.Cert, ClientKeyPEM: certs.Stranger.Key}); got.Success || got.Reason != ReasonTLS {
+		t.Fatalf("with a certificate the server does not trust: %+v, want tls", got)
 	}
 }
