@@ -203,6 +203,24 @@ func TestRunnerWatchTickFailsWhileNoStreamIsHeld(t *testing.T) {
 	}
 }
 
+func TestRunnerWatchOfAServerThatNeverAnswersFailsByTheDeadline(t *testing.T) {
+	hanging := hangingListener(t)
+	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
+	key := runnerKey("hanging")
+	tg := watchTarget(hanging.Addr().String(), "")
+	tg.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	r.Schedule(key, "spec", tg, time.Now(), 500*time.Millisecond)
+	for range 2 {
+		if got := nextResult(t, r, notified, key, 5*time.Second); got.Success || got.Reason != ReasonTimeout {
+			t.Fatalf("tick %+v, want a timeout", got)
+		}
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("two ticks took %v at a 500ms interval", took)
+	}
+}
+
 func TestRunnerWatchStreamHoldsANamespaceSlot(t *testing.T) {
 	srv := startGRPCServer(t, grpcServerOptions{})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8, PerNamespace: 1})
