@@ -3,7 +3,6 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -108,7 +107,7 @@ func (c recordingCreds) Clone() credentials.TransportCredentials {
 // metadata are capped, and nothing is retried, resolved by gRPC itself or
 // sent through a proxy.
 func (p *Prober) dialGRPC(t Target, failure *grpcFailure, keepaliveTimeout time.Duration) (*grpc.ClientConn, error) {
-	var creds credentials.TransportCredentials = insecure.NewCredentials()
+	creds := insecure.NewCredentials()
 	settings := effectiveTLS(t)
 	if t.Scheme == GRPCS {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -221,9 +220,6 @@ func classifyGRPC(ctx context.Context, err error, failure *grpcFailure) circuitv
 	}
 	return ReasonGRPCStatus
 }
-
-// errUnimplemented: the target does not implement Health/Watch.
-var errUnimplemented = errors.New("health watch is not implemented")
 
 // Watch holds one Health/Watch stream to t (a single address, not a round) and
 // calls seen with the result of each status the target sends, until the

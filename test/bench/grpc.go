@@ -169,5 +169,5 @@ func (r *sizeRun) waitCount(ctx context.Context, what string, done func([]circui
 		}
 		sleepCtx(ctx, time.Second)
 	}
-	return fmt.Errorf("N=%d: timed out waiting for %s", r.n, what)
+	return fmt.Errorf("timed out waiting for %s (N=%d)", what, r.n)
 }
