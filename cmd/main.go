@@ -21,8 +21,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/apiready"
 	"github.com/resilience-dev/breaker-operator/internal/controller"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
+	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
 	"github.com/resilience-dev/breaker-operator/internal/version"
 	// +kubebuilder:scaffold:imports
 )
@@ -83,7 +85,9 @@ func main() {
 	probeKeepAlive := flag.Bool("probe-keep-alive", true, "Keep one idle connection per HTTP(S) target host for its next probe. "+
 		"false opens a fresh connection for every probe and closes it after, as kubelet does: no memory held between probes, "+
 		"but a TCP (and TLS) handshake per probe and a socket left in TIME_WAIT.")
-	flag.IntVar(&maxProbes, "max-concurrent-probes", 4096, "How many probes may be in flight at once.")
+	flag.IntVar(&maxProbes, "max-concurrent-probes", 4096, "How many probes may be in flight at once. "+
+		"They are shared max-min fairly between the namespaces that have breakers: a namespace may use idle slots beyond its share, "+
+		"but one free slot is kept for each namespace below its share.")
 	flag.IntVar(&maxProbesPerNamespace, "max-concurrent-probes-per-namespace", 1024,
 		"How many of --max-concurrent-probes the breakers of one namespace may hold at once (0: no bound of its own). "+
 			"A namespace at its bound waits without delaying the probes of any other.")
@@ -121,7 +125,14 @@ func main() {
 		metricsServerOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	// Informers wait out an API server outage instead of backing off for up to a minute.
+	gate, err := apiready.New(cfg)
+	if err != nil {
+		setupLog.Error(err, "Failed to create the API server readiness gate")
+		os.Exit(1)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsServerOptions,
 		HealthProbeBindAddress:  probeAddr,
@@ -132,7 +143,7 @@ func main() {
 		// Release the lease on a clean shutdown so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
 		// Managed fields are never read here; dropping them keeps the cache small.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), NewInformer: gate.NewInformer},
 	})
 	if err != nil {
 		setupLog.Error(err, "Failed to create manager")
@@ -140,12 +151,13 @@ func main() {
 	}
 
 	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent(), FreshConnections: !*probeKeepAlive})
-	runner := probe.NewRunner(prober, probe.Limits{InFlight: maxProbes, PerNamespace: maxProbesPerNamespace})
+	probes := runner.NewRunner(prober, runner.Limits{InFlight: maxProbes, PerNamespace: maxProbesPerNamespace})
 	if err := (&controller.CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
-		Runner:                  runner,
+		Runner:                  probes,
+		NewInformer:             gate.NewInformer,
 		MaxConcurrentReconciles: maxReconciles,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "CircuitBreaker")
@@ -160,7 +172,7 @@ func main() {
 	}
 	// A probe still running long past its deadline means the runner is wedged:
 	// fail /healthz so that the kubelet restarts the manager.
-	if err := mgr.AddHealthzCheck("probes", func(*http.Request) error { return runner.Healthy(time.Now()) }); err != nil {
+	if err := mgr.AddHealthzCheck("probes", func(*http.Request) error { return probes.Healthy(time.Now()) }); err != nil {
 		setupLog.Error(err, "Failed to set up health check")
 		os.Exit(1)
 	}

@@ -447,6 +447,36 @@ type LastProbe struct {
 	Latency metav1.Duration `json:"latency,omitzero"`
 }
 
+// LastTransition records the circuit's most recent change of state and why it happened.
+type LastTransition struct {
+	// from is the state the circuit left.
+	// +required
+	From State `json:"from,omitempty"`
+
+	// to is the state the circuit entered; it is status.state until the next transition.
+	// +required
+	To State `json:"to,omitempty"`
+
+	// reason says why, one of:
+	// ThresholdReached (Closed to Open: threshold probes failed in a row);
+	// FailureRateReached (Closed to Open: at least failureRate.percent of the last failureRate.window probes failed);
+	// TrialFailed (HalfOpen to Open: a trial probe failed);
+	// TimeoutElapsed (Open to HalfOpen: nextRetryTime passed);
+	// TrialsSucceeded (HalfOpen to Closed: successThreshold trials succeeded in a row);
+	// Reset (to Closed: the circuit.resilience.dev/reset annotation);
+	// Tripped (to Open: the circuit.resilience.dev/trip-until annotation);
+	// ForcedOpen (to Open: mode ForcedOpen);
+	// ForcedClosed (to Closed: mode ForcedClosed);
+	// ModeAuto (Open to HalfOpen: mode went back from ForcedOpen to Auto).
+	// +required
+	Reason TransitionReason `json:"reason,omitempty"`
+
+	// time is when the transition happened; it equals status.lastTransitionTime.
+	// +required
+	//nolint:kubeapilinter // always set by the controller; a zero time is never written.
+	Time metav1.MicroTime `json:"time"`
+}
+
 // EndpointRef names the object behind an endpoint, usually a Pod.
 type EndpointRef struct {
 	// kind of the object, such as Pod.
@@ -534,6 +564,13 @@ type CircuitBreakerStatus struct {
 	// +optional
 	LastTransitionTime *metav1.MicroTime `json:"lastTransitionTime,omitempty"`
 
+	// lastTransition is the most recent change of state: from, to, why and when.
+	// Written with every transition; unset until the first one (a new breaker
+	// starts Closed without a transition).
+	// +optional
+	//nolint:kubeapilinter // a pointer, so that readers test for nil; omitzero leaves it out when unset.
+	LastTransition *LastTransition `json:"lastTransition,omitzero"`
+
 	// openedAt is when the circuit opened; set only while Open.
 	// +optional
 	OpenedAt *metav1.MicroTime `json:"openedAt,omitempty"`
@@ -550,11 +587,30 @@ type CircuitBreakerStatus struct {
 	LastProbe *LastProbe `json:"lastProbe,omitzero"`
 
 	// endpoints lists the probed endpoints of a Service target, sorted by address and
-	// port, at most 64 of them; endpointsTotal gives the full count.
+	// port, at most 64 of them; endpointsOmitted says how many it leaves out, and
+	// omittedFailingEndpoints lists the failing ones among those.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	Endpoints []EndpointStatus `json:"endpoints,omitempty"`
+
+	// omittedFailingEndpoints lists the failing endpoints that endpoints leaves
+	// out (those past the 64th), sorted by address and port: their failure counts
+	// decide ejection (spec.enforce.ejection) like those of the listed endpoints,
+	// and are kept here so that a restart of the manager loses none. Endpoints that
+	// succeeded in the last round are not listed. At most 2000; were more failing
+	// at once, those that failed longest are kept and the others count again from 0.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=2000
+	OmittedFailingEndpoints []EndpointStatus `json:"omittedFailingEndpoints,omitempty"`
+
+	// endpointsOmitted is how many of the probed endpoints (endpointsTotal) the
+	// endpoints list leaves out: endpointsTotal minus 64 when there are more than 64.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	//nolint:kubeapilinter // 0 and unset mean the same (none left out), so no pointer is needed.
+	EndpointsOmitted int32 `json:"endpointsOmitted,omitempty"`
 
 	// endpointsTotal is how many ready endpoints the last probe round of a Service target probed.
 	// +optional
@@ -593,17 +649,32 @@ type CircuitBreakerStatus struct {
 	//nolint:kubeapilinter // 0 and unset mean the same (no failed trial since Closed), so no pointer is needed.
 	Reopens int32 `json:"reopens,omitempty"`
 
-	// recentProbes is the failureRate window, oldest first, one letter per probe
-	// recorded while Closed: S for a success, F for a failure (slow ones
-	// included). It starts at the first failure: successes while it holds no
-	// failure are not recorded, so that a healthy breaker writes nothing. At most
-	// failureRate.window letters; empty without failureRate and after every
-	// change of state.
+	// recentProbes is the failureRate window from its first failure on, oldest
+	// first, one letter per probe recorded while Closed: S for a success, F for a
+	// failure (slow ones included). The successes just before its first F are
+	// counted in leadingSuccesses instead, so that a healthy breaker writes
+	// nothing. At most failureRate.window letters; empty without failureRate,
+	// while no failure is among the last failureRate.window probes, and after
+	// every change of state.
 	// +optional
 	// +kubebuilder:validation:MaxLength=100
 	// +kubebuilder:validation:Pattern=`^[SF]*$`
 	//nolint:kubeapilinter // "" and unset mean the same (an empty window), so no pointer is needed.
 	RecentProbes string `json:"recentProbes,omitempty"`
+
+	// leadingSuccesses counts the successful probes recorded while Closed just
+	// before recentProbes' first letter (all of them while recentProbes is
+	// empty), as many as still fall within failureRate.window: at most
+	// failureRate.window minus the length of recentProbes, and at most
+	// failureRate.window - 1. failureRate is judged over leadingSuccesses plus
+	// the length of recentProbes probes. Zero without failureRate, and after
+	// every change of state and every reset, when the breaker starts counting
+	// again; once it reaches its cap, further successes change nothing.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=99
+	//nolint:kubeapilinter // 0 and unset mean the same (no success counted), so no pointer is needed.
+	LeadingSuccesses int32 `json:"leadingSuccesses,omitempty"`
 
 	// forcedMode is the mode that holds the state (ForcedOpen or ForcedClosed);
 	// empty under Auto.
@@ -640,6 +711,7 @@ type CircuitBreakerStatus struct {
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`
 // +kubebuilder:printcolumn:name="Next Retry",type=string,JSONPath=`.status.nextRetryTime`
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.lastTransition.reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type CircuitBreaker struct {
 	metav1.TypeMeta `json:",inline"`

@@ -160,3 +160,40 @@ const (
 var ProbeReasons = []ProbeReason{ProbeReasonOK, ProbeReasonTimeout, ProbeReasonConnectionRefused,
 	ProbeReasonDNS, ProbeReasonTLS, ProbeReasonHTTPStatus, ProbeReasonGRPCNotServing, ProbeReasonGRPCServiceUnknown,
 	ProbeReasonGRPCUnknown, ProbeReasonGRPCStatus, ProbeReasonDenied, ProbeReasonNoEndpoints, ProbeReasonSlow, ProbeReasonOther}
+
+// TransitionReason says why a circuit changed state: status.lastTransition.reason.
+// The state machine moves for these reasons and no others.
+// +kubebuilder:validation:Enum=ThresholdReached;FailureRateReached;TrialFailed;TimeoutElapsed;TrialsSucceeded;Reset;Tripped;ForcedOpen;ForcedClosed;ModeAuto
+type TransitionReason string
+
+// The reasons of a transition.
+const (
+	// ReasonThresholdReached: Closed to Open, threshold probes failed in a row.
+	ReasonThresholdReached TransitionReason = "ThresholdReached"
+	// ReasonFailureRateReached: Closed to Open, at least failureRate.percent of
+	// the last failureRate.window probes failed.
+	ReasonFailureRateReached TransitionReason = "FailureRateReached"
+	// ReasonTrialFailed: HalfOpen to Open, a trial probe failed.
+	ReasonTrialFailed TransitionReason = "TrialFailed"
+	// ReasonTimeoutElapsed: Open to HalfOpen, nextRetryTime (timeout, backoff, or
+	// the trip-until time) has passed.
+	ReasonTimeoutElapsed TransitionReason = "TimeoutElapsed"
+	// ReasonTrialsSucceeded: HalfOpen to Closed, successThreshold trial probes
+	// succeeded in a row.
+	ReasonTrialsSucceeded TransitionReason = "TrialsSucceeded"
+	// ReasonReset: to Closed, by the circuit.resilience.dev/reset annotation.
+	ReasonReset TransitionReason = "Reset"
+	// ReasonTripped: to Open, by the circuit.resilience.dev/trip-until annotation.
+	ReasonTripped TransitionReason = "Tripped"
+	// ReasonForcedOpen: to Open, by mode ForcedOpen.
+	ReasonForcedOpen TransitionReason = "ForcedOpen"
+	// ReasonForcedClosed: to Closed, by mode ForcedClosed.
+	ReasonForcedClosed TransitionReason = "ForcedClosed"
+	// ReasonModeAuto: Open to HalfOpen, mode went from ForcedOpen back to Auto,
+	// so a trial is sent at once.
+	ReasonModeAuto TransitionReason = "ModeAuto"
+)
+
+// TransitionReasons lists every reason of a transition, in the order documented.
+var TransitionReasons = []TransitionReason{ReasonThresholdReached, ReasonFailureRateReached, ReasonTrialFailed,
+	ReasonTimeoutElapsed, ReasonTrialsSucceeded, ReasonReset, ReasonTripped, ReasonForcedOpen, ReasonForcedClosed, ReasonModeAuto}

@@ -14,7 +14,11 @@ const (
 	ModeForcedClosed Mode = "ForcedClosed"
 )
 
-// FailureRate opens a circuit by the share of failed probes among the last ones.
+// FailureRate opens a Closed circuit by the share of failed probes among the
+// last window probes, successes before the first failure included: at a
+// failure, when at least minimumProbes probes have been recorded since the
+// circuit started counting (it was created, closed or reset) and at least
+// percent of the last min(window, recorded) failed.
 // +kubebuilder:validation:XValidation:rule="!has(self.minimumProbes) || self.minimumProbes <= self.window",message="failureRate.minimumProbes must not exceed failureRate.window",fieldPath=".minimumProbes"
 type FailureRate struct {
 	// window is how many of the last probes are judged; from 2 to 100.
@@ -23,15 +27,16 @@ type FailureRate struct {
 	// +kubebuilder:validation:Maximum=100
 	Window int32 `json:"window,omitempty"`
 
-	// minimumProbes is how many probes the window must hold before the rate can
-	// open the circuit. Defaults to window; from 1 to window.
+	// minimumProbes is how many probes must have been recorded since the circuit
+	// started counting (it was created, closed or reset) before the rate can
+	// open it. Defaults to window; from 1 to window.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	MinimumProbes int32 `json:"minimumProbes,omitempty"`
 
-	// percent opens the circuit when at least this share of the window's probes
-	// failed; from 1 to 100.
+	// percent opens the circuit when at least this share of the last window
+	// probes (of all recorded, while fewer than window are) failed; from 1 to 100.
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100

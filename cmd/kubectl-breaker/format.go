@@ -50,6 +50,9 @@ func writeStatus(out io.Writer, cb *circuitv1alpha1.CircuitBreaker, events []cor
 		state += fmt.Sprintf(" (for %s)", age(st.LastTransitionTime.Time, now))
 	}
 	o.printf("State:\t%s\n", state)
+	if lt := st.LastTransition; lt != nil {
+		o.printf("Last transition:\t%s -> %s (%s) %s ago\n", lt.From, lt.To, lt.Reason, age(lt.Time.Time, now))
+	}
 	o.printf("Target:\t%s\n", orDash(st.Target))
 	o.printf("Consecutive failures:\t%d (threshold %d)\n", st.ConsecutiveFailures, cb.Spec.Threshold)
 	o.printf("Consecutive successes:\t%d (successThreshold %d)\n", st.ConsecutiveSuccesses, cb.Spec.SuccessThreshold)

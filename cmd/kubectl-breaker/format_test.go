@@ -43,7 +43,7 @@ func TestParseModeAcceptsTheThreeModesInAnyCase(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring(`unknown mode "Open"`)))
 }
 
-func TestStatusShowsCountersTheRetryTheEndpointTableOfAServiceTargetAndTransitions(t *testing.T) {
+func TestStatusShowsCountersTheLastTransitionTheRetryTheEndpointTableOfAServiceTargetAndTransitions(t *testing.T) {
 	g := NewWithT(t)
 	cb := &circuitv1alpha1.CircuitBreaker{
 		ObjectMeta: metav1.ObjectMeta{Name: "user-api", Namespace: "shop"},
@@ -54,6 +54,8 @@ func TestStatusShowsCountersTheRetryTheEndpointTableOfAServiceTargetAndTransitio
 		Status: circuitv1alpha1.CircuitBreakerStatus{
 			State: circuitv1alpha1.StateOpen, ConsecutiveFailures: 3, Target: "service/user-api:http",
 			LastTransitionTime: micro(now.Add(-2 * time.Minute)), NextRetryTime: micro(now.Add(time.Minute)),
+			LastTransition: &circuitv1alpha1.LastTransition{From: circuitv1alpha1.StateClosed, To: circuitv1alpha1.StateOpen,
+				Reason: circuitv1alpha1.ReasonThresholdReached, Time: *micro(now.Add(-2 * time.Minute))},
 			EndpointsTotal: 2, EndpointsFailing: 1,
 			Endpoints: []circuitv1alpha1.EndpointStatus{
 				{Address: "10.0.0.1", Port: 8080, TargetRef: &circuitv1alpha1.EndpointRef{Kind: "Pod", Name: "user-api-a"}, LastResult: circuitv1alpha1.ProbeSuccess, Reason: "ok"},
@@ -69,6 +71,7 @@ func TestStatusShowsCountersTheRetryTheEndpointTableOfAServiceTargetAndTransitio
 	g.Expect(writeStatus(&out, cb, events, now)).To(Succeed())
 	s := out.String()
 	g.Expect(s).To(MatchRegexp(`State:\s+Open \(for 2m\)`))
+	g.Expect(s).To(MatchRegexp(`Last transition:\s+Closed -> Open \(ThresholdReached\) 2m ago`))
 	g.Expect(s).To(MatchRegexp(`Next retry:\s+1m0s \(2026-12-02T07:01:00Z\)`))
 	g.Expect(s).To(MatchRegexp(`Available:\s+False \(CircuitOpen\) Open until 07:01`))
 	g.Expect(s).To(MatchRegexp(`Endpoints:\s+2 probed, 1 failing`))

@@ -40,6 +40,8 @@ const (
 )
 
 // Reasons for transitions, in the CamelCase of Kubernetes condition reasons.
+// They are the API's words of status.lastTransition.reason (TransitionReason
+// in api/v1alpha1, documented there); internal/decision checks that they match.
 const (
 	ReasonThresholdReached   = "ThresholdReached"
 	ReasonFailureRateReached = "FailureRateReached"
@@ -87,7 +89,10 @@ type Policy struct {
 }
 
 // RatePolicy opens a circuit when, among the last Window probes recorded while
-// Closed, at least Percent failed, once at least MinimumProbes are recorded.
+// Closed (successes before the first failure included), at least Percent
+// failed, once at least MinimumProbes are recorded since the circuit started
+// counting (it was created, closed or reset). With fewer than Window recorded,
+// the share is of those recorded.
 type RatePolicy struct {
 	// Window is how many of the last probes count, 2 to 100 (clamped to 1..100).
 	Window int32
@@ -126,13 +131,20 @@ type Status struct {
 	// Closed; it drives the backoff. Zero while Closed.
 	Reopens int32
 	// Window is the rate window, oldest first, one byte per probe recorded
-	// from the first failure on (a success with no failure in the window is
-	// not recorded, so that a healthy breaker changes nothing)
-	// while Closed: 'S' for a success, 'F' for a failure (slow included). It
-	// holds at most FailureRate.Window (and never more than 100) bytes, is
-	// empty without a FailureRate, and is cleared by every transition, so it is
-	// only ever set while Closed.
+	// while Closed from the first failure among the last FailureRate.Window on:
+	// 'S' for a success, 'F' for a failure (slow included). It starts with an
+	// 'F' (or is empty), holds at most FailureRate.Window (and never more than
+	// 100) bytes, is empty without a FailureRate, and is cleared by every
+	// transition, so it is only ever set while Closed.
 	Window string
+	// Leading counts the successes recorded just before Window's first byte
+	// (all of them while Window is empty), as many as can still count: at most
+	// FailureRate.Window minus the length of Window, and never more than
+	// FailureRate.Window - 1. The rate is judged over Leading + len(Window)
+	// probes. Once Leading is at its cap, a success on an empty Window changes
+	// nothing, so that a healthy breaker writes nothing. Zero whenever Window
+	// is cleared.
+	Leading int32
 	// Forced is the mode ApplyMode last enforced: ModeForcedOpen (then State is
 	// Open) or ModeForcedClosed (then State is Closed); empty under Auto.
 	Forced Mode
@@ -145,6 +157,9 @@ type Status struct {
 	// failures are counted but are not another would-be opening, and the window
 	// records nothing: it restarts empty, as after a real opening and closing.
 	WouldBeOpen bool
+	// Last is the most recent transition (its time is LastTransitionTime); its
+	// Reason is empty before the first.
+	Last Transition
 }
 
 // Transition is a change of state.
@@ -189,7 +204,7 @@ func Observe(s Status, p Policy, o Outcome, now time.Time) (Status, *Transition)
 	if s.State == Closed && !s.WouldBeOpen {
 		// A would-be open circuit would record nothing in its window: it would
 		// be Open, then on trial.
-		s.Window = record(s.Window, p.FailureRate, success)
+		s.Window, s.Leading = record(s.Window, s.Leading, p.FailureRate, success)
 	}
 	if success {
 		s.ConsecutiveFailures = 0
@@ -217,7 +232,7 @@ func Observe(s Status, p Policy, o Outcome, now time.Time) (Status, *Transition)
 		return moveTo(s, Open, ReasonTrialFailed, p, now)
 	case s.ConsecutiveFailures >= max(p.Threshold, 1):
 		return open(s, ReasonThresholdReached, p, now)
-	case rateReached(s.Window, p.FailureRate):
+	case rateReached(s.Window, s.Leading, p.FailureRate):
 		return open(s, ReasonFailureRateReached, p, now)
 	}
 	return s, nil
@@ -245,7 +260,7 @@ func open(s Status, reason string, p Policy, now time.Time) (Status, *Transition
 		return moveTo(s, Open, reason, p, now)
 	}
 	if !s.WouldBeOpen {
-		s.WouldBeOpen, s.Window = true, ""
+		s.WouldBeOpen, s.Window, s.Leading = true, "", 0
 	}
 	return s, nil
 }
@@ -285,7 +300,7 @@ func Advance(s Status, p Policy, now time.Time) (Status, *Transition) {
 func Reset(s Status, p Policy, now time.Time) (Status, *Transition) {
 	s = normalize(s, now)
 	s.ConsecutiveFailures, s.ConsecutiveSuccesses, s.Reopens = 0, 0, 0
-	s.Window, s.WouldBeOpen = "", false
+	s.Window, s.Leading, s.WouldBeOpen = "", 0, false
 	if s.State == Closed || p.mode() == ModeForcedOpen {
 		return s, nil
 	}
@@ -433,9 +448,9 @@ func NextProbe(s Status, lastStart time.Time, interval time.Duration, now time.T
 func moveTo(s Status, to State, reason string, p Policy, now time.Time) (Status, *Transition) {
 	t := &Transition{From: s.State, To: to, Reason: reason}
 	s.State = to
-	s.LastTransitionTime = now
+	s.LastTransitionTime, s.Last = now, *t
 	s.OpenedAt, s.NextRetryTime, s.TrippedUntil = time.Time{}, time.Time{}, time.Time{}
-	s.Window, s.Forced, s.WouldBeOpen = "", "", false
+	s.Window, s.Leading, s.Forced, s.WouldBeOpen = "", 0, "", false
 	switch to {
 	case Open:
 		s.ConsecutiveSuccesses = 0
@@ -449,38 +464,60 @@ func moveTo(s Status, to State, reason string, p Policy, now time.Time) (Status,
 	return s, t
 }
 
-// record appends one probe to the rate window and drops what falls out of it,
-// so that once the window is full of successes another success leaves it as
-// it was.
-func record(w string, rp *RatePolicy, success bool) string {
+// record appends one probe to the rate window (w, with leading successes
+// before it) and drops what falls out of the last size probes. A success with
+// no failure among them only counts up leading to its cap, so that once it is
+// there another success leaves everything as it was.
+func record(w string, leading int32, rp *RatePolicy, success bool) (string, int32) {
 	if rp == nil {
-		return ""
+		return "", 0
 	}
-	size := int(min(max(rp.Window, 1), maxWindow))
-	if success {
-		if !strings.Contains(w, "F") {
-			// A window of successes only is left as it is, so that a healthy
-			// breaker writes nothing: the window starts at the first failure.
-			return w
-		}
-		w += "S"
-	} else {
+	switch {
+	case !success:
 		w += "F"
+	case w != "":
+		w += "S"
+	default:
+		leading++
 	}
-	return w[max(len(w)-size, 0):]
+	return fit(w, leading, windowSize(rp))
 }
 
-// rateReached reports whether the window meets the rate policy.
-func rateReached(w string, rp *RatePolicy) bool {
+// fit brings a window and its leading successes to the canonical form for
+// size: the last size probes at most, w starting at its first failure (the
+// successes before it counted in leading), leading at most size - max(len(w), 1).
+func fit(w string, leading int32, size int32) (string, int32) {
+	if len(w) > int(size) {
+		// The leading successes, and the oldest bytes, fall out of the window.
+		w, leading = w[len(w)-int(size):], 0
+	}
+	if first := strings.IndexByte(w, 'F'); first < 0 {
+		leading, w = leading+int32(len(w)), ""
+	} else {
+		leading, w = leading+int32(first), w[first:]
+	}
+	return w, min(max(leading, 0), size-max(int32(len(w)), 1))
+}
+
+// windowSize is the rate window's length: Window, clamped to 1..100.
+func windowSize(rp *RatePolicy) int32 {
+	return min(max(rp.Window, 1), maxWindow)
+}
+
+// rateReached reports whether the last probes meet the rate policy: at least
+// minimumProbes recorded, and at least percent of the last min(window,
+// recorded) failed.
+func rateReached(w string, leading int32, rp *RatePolicy) bool {
 	if rp == nil {
 		return false
 	}
-	size := min(max(rp.Window, 1), maxWindow)
+	size := windowSize(rp)
+	w, leading = fit(w, leading, size)
 	minimum := rp.MinimumProbes
 	if minimum <= 0 || minimum > size {
 		minimum = size
 	}
-	n := int32(len(w))
+	n := leading + int32(len(w))
 	if n < minimum {
 		return false
 	}
@@ -508,10 +545,15 @@ func normalize(s Status, now time.Time) Status {
 		s.OpenedAt, s.NextRetryTime, s.TrippedUntil = time.Time{}, time.Time{}, time.Time{}
 	}
 	if s.State != Closed || strings.Trim(s.Window, "SF") != "" {
-		s.Window = ""
+		s.Window, s.Leading = "", 0
 	}
 	if len(s.Window) > maxWindow {
 		s.Window = s.Window[len(s.Window)-maxWindow:]
+	}
+	s.Leading = min(max(s.Leading, 0), maxWindow-1)
+	if s.Last.To != s.State || !s.Last.From.Valid() || s.Last.From == s.State {
+		// A last transition that does not lead to the state (edited by hand) is dropped.
+		s.Last = Transition{}
 	}
 	if s.State == Closed {
 		s.Reopens = 0

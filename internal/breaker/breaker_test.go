@@ -226,7 +226,7 @@ func TestObserve(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, tr := Observe(tt.in, tt.policy, Outcome{Success: tt.success}, now)
-			g.Expect(got).To(Equal(tt.want))
+			g.Expect(got).To(Equal(withLast(tt.want, tt.wantT)))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
 	}
@@ -324,7 +324,7 @@ func TestAdvance(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, tr := Advance(tt.in, tt.policy, tt.at)
-			g.Expect(got).To(Equal(tt.want))
+			g.Expect(got).To(Equal(withLast(tt.want, tt.wantT)))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
 	}
@@ -370,7 +370,7 @@ func TestReset(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, tr := Reset(tt.in, p, now)
-			g.Expect(got).To(Equal(tt.want))
+			g.Expect(got).To(Equal(withLast(tt.want, tt.wantT)))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
 	}
@@ -616,7 +616,16 @@ func TestFullCycleReportsEachDeadline(t *testing.T) {
 	clock = lastStart.Add(time.Second)
 	s, tr = Observe(s, p, Outcome{Success: true}, clock)
 	g.Expect(tr).To(Equal(&Transition{From: HalfOpen, To: Closed, Reason: ReasonTrialsSucceeded}))
-	g.Expect(s).To(Equal(Status{State: Closed, LastTransitionTime: clock}))
+	g.Expect(s).To(Equal(Status{State: Closed, LastTransitionTime: clock, Last: *tr}))
 	at, _ = NextProbe(s, lastStart, interval, clock)
 	g.Expect(at).To(Equal(lastStart.Add(interval)), "closing by a trial keeps the cadence")
+}
+
+// withLast is want with the transition t recorded as the last one, as every
+// transition records itself.
+func withLast(want Status, t *Transition) Status {
+	if t != nil {
+		want.Last = *t
+	}
+	return want
 }

@@ -3,6 +3,7 @@ package breaker
 import (
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,11 @@ type machine struct {
 	latency time.Duration
 	until   time.Time
 	tripped bool
+	// history is the model of the rate window: every probe recorded since the
+	// circuit last started counting (true: failed), in full, oldest first;
+	// probed is it with the last observed probe, before a transition or a
+	// would-be opening starts the count afresh.
+	history, probed []bool
 }
 
 // FuzzMachine drives the state machine through arbitrary sequences of results,
@@ -95,6 +101,20 @@ func FuzzMachine(f *testing.F) {
 		opMode, 1, opAdvance, opSuccess, opReset, opTrip, 200, opApplyMode, opMode, 0, opFailure, opMode, 2,
 		opFailure, opFailure, opFailure, opFailure, opFailure, opFailure, opSuccess, opFailure, opTrip, 99, opMode, 3,
 		opTrip, 10, opTrip, 90, opSleepToRetry, 1, opAdvance, opSleepToRetry, 0, opAdvance, opMode, 1, opMode, 2,
+	))
+
+	// The rate counts the successes before the first failure: 3 failures after
+	// 7 successes are 30 % of 10 and do not open; two more (5 of 10) do.
+	f.Add(newOps(
+		opThreshold, 255, opRate, 8, 3, 49,
+		opSuccess, opSuccess, opSuccess, opSuccess, opSuccess, opSuccess, opSuccess,
+		opFailure, opFailure, opFailure, opFailure, opFailure,
+	))
+	// A full window slides, a shorter one is set, a longer one, and reset.
+	f.Add(newOps(
+		opThreshold, 255, opRate, 2, 4, 49, opFailure, opSuccess, opSuccess, opSuccess, opFailure, opFailure,
+		opSuccess, opSuccess, opSuccess, opSuccess, opSuccess, opRate, 1, 0, 99, opFailure, opSuccess,
+		opRate, 40, 2, 9, opSuccess, opFailure, opReset, opSuccess, opFailure, opFailure,
 	))
 
 	f.Fuzz(func(t *testing.T, ops []byte) {
@@ -250,7 +270,25 @@ func (m *machine) apply(op int, args [3]byte) {
 		name = fmt.Sprintf("Trip until now%+v", m.until.Sub(m.now))
 		m.s, m.tr, m.tripped = Trip(m.s, m.p, m.until, m.now)
 	}
+	m.probed = m.history
+	if (op == opSuccess || op == opFailure || op == opSlowSuccess) && m.prev.State == Closed && !m.prev.WouldBeOpen {
+		success := op == opSuccess || (op == opSlowSuccess && !Slow(m.p, Outcome{Success: true, Latency: m.latency}))
+		m.probed = append(m.history[:len(m.history):len(m.history)], !success)
+	}
 	m.check(name, op)
+	m.history = m.probed
+	_, wouldOpen := WouldOpen(m.prev, m.s, m.p)
+	switch {
+	case m.p.FailureRate == nil || m.tr != nil || op == opReset || wouldOpen:
+		m.history = nil
+	case op == opRate:
+		// What the status kept of the probes before is all a new policy can
+		// judge by: its leading successes, then its window.
+		m.history = make([]bool, m.s.Leading)
+		for _, b := range m.s.Window {
+			m.history = append(m.history, b == 'F')
+		}
+	}
 }
 
 func (m *machine) fail(format string, args ...any) {
@@ -337,6 +375,9 @@ func (m *machine) check(name string, op int) {
 		if !s.LastTransitionTime.Equal(m.now) {
 			m.fail("transition without lastTransitionTime = now")
 		}
+		if s.Last != *m.tr {
+			m.fail("last transition %+v is not the transition %+v", s.Last, *m.tr)
+		}
 		if s.State == Open {
 			if !s.OpenedAt.Equal(m.now) {
 				m.fail("opened without openedAt = now")
@@ -351,8 +392,8 @@ func (m *machine) check(name string, op int) {
 				m.checkRetryTime()
 			}
 		}
-	} else if !s.LastTransitionTime.Equal(prev.LastTransitionTime) {
-		m.fail("lastTransitionTime moved without a transition")
+	} else if !s.LastTransitionTime.Equal(prev.LastTransitionTime) || s.Last != prev.Last {
+		m.fail("lastTransitionTime or the last transition moved without a transition")
 	}
 	switch {
 	case m.tr != nil && m.tr.Reason == ReasonTrialFailed:
@@ -441,6 +482,12 @@ func (m *machine) checkNewFields() {
 	if s.Window != "" && s.State != Closed {
 		m.fail("%s with a window", s.State)
 	}
+	if s.Leading < 0 || s.Leading >= maxWindow || (s.Leading != 0 && s.State != Closed) {
+		m.fail("leading successes %d while %s", s.Leading, s.State)
+	}
+	if s.Last.Reason == "" != (s.Last == Transition{}) || (s.Last.Reason != "" && s.Last.To != s.State) {
+		m.fail("last transition %+v while %s", s.Last, s.State)
+	}
 	if s.Reopens < 0 || (s.State == Closed && s.Reopens != 0) {
 		m.fail("reopens %d while %s", s.Reopens, s.State)
 	}
@@ -494,24 +541,24 @@ func (m *machine) checkObserve(op int) {
 			m.fail("a result changed an open circuit")
 		}
 	case s.State == Closed && m.tr == nil:
-		window := m.recorded(prev.Window, success)
 		if prev.WouldBeOpen || wouldOpen {
-			window = ""
-		}
-		if s.Window != window {
-			m.fail("window %q, want %q", s.Window, window)
+			if s.Window != "" || s.Leading != 0 {
+				m.fail("window %q and %d leading successes, want none", s.Window, s.Leading)
+			}
+		} else {
+			m.checkWindow()
 		}
 		if !success && !forcedClosed && s.ConsecutiveFailures >= max(m.p.Threshold, 1) {
 			m.fail("closed at or over the threshold after a result that did not open it")
 		}
-		if !success && !forcedClosed && rateMet(s.Window, m.p.FailureRate) {
+		if !success && !forcedClosed && rateMet(m.probed, m.p.FailureRate) {
 			m.fail("closed with the failure rate met after a failure that did not open it")
 		}
 		if wouldOpen {
 			want := ReasonFailureRateReached
 			if s.ConsecutiveFailures >= max(m.p.Threshold, 1) {
 				want = ReasonThresholdReached
-			} else if !rateMet(m.recorded(prev.Window, false), m.p.FailureRate) {
+			} else if !rateMet(m.probed, m.p.FailureRate) {
 				m.fail("would open by rate without the rate met")
 			}
 			if reason != want {
@@ -519,7 +566,7 @@ func (m *machine) checkObserve(op int) {
 			}
 		}
 		if forcedClosed && !success && !prev.WouldBeOpen && !wouldOpen &&
-			(s.ConsecutiveFailures >= max(m.p.Threshold, 1) || rateMet(s.Window, m.p.FailureRate)) {
+			(s.ConsecutiveFailures >= max(m.p.Threshold, 1) || rateMet(m.probed, m.p.FailureRate)) {
 			m.fail("the policy would open but no would-be opening was reported")
 		}
 		if !success && s.ConsecutiveFailures != inc(prev.ConsecutiveFailures) {
@@ -528,9 +575,9 @@ func (m *machine) checkObserve(op int) {
 		if success && (s.ConsecutiveFailures != 0 || s.WouldBeOpen) {
 			m.fail("a success did not clear the failures and the would-be opening")
 		}
-		if success && prev.State == Closed && prev.ConsecutiveFailures == 0 && !prev.WouldBeOpen &&
-			prev.Window == m.recorded(prev.Window, true) && s != prev {
-			m.fail("another success changed a closed circuit whose window is full of successes")
+		if rp := m.p.FailureRate; success && prev.State == Closed && prev.ConsecutiveFailures == 0 && !prev.WouldBeOpen &&
+			prev.Window == "" && prev.Leading == leadingCap(rp) && s != prev {
+			m.fail("another success changed a closed circuit with window - 1 successes and no failure in its window")
 		}
 	case s.State == HalfOpen:
 		if !success || s.ConsecutiveFailures != 0 || s.ConsecutiveSuccesses != prev.ConsecutiveSuccesses+1 {
@@ -546,39 +593,73 @@ func (m *machine) checkObserve(op int) {
 	}
 }
 
-// recorded is the window after one more probe, by the rules of the policy in
-// force: the last Window bytes, none without a failure rate.
-func (m *machine) recorded(w string, success bool) string {
-	rp := m.p.FailureRate
+// checkWindow asserts that the status keeps what the rate needs of the
+// model's probes: the window from the first failure among the last
+// failureRate.window on, and the successes before it, as many as fall within
+// the window and at most window - 1.
+func (m *machine) checkWindow() {
+	m.t.Helper()
+	s, rp := m.s, m.p.FailureRate
 	if rp == nil {
-		return ""
-	}
-	switch {
-	case success && !strings.Contains(w, "F"):
-		return w // a window of successes only is not written to
-	case success:
-		w += "S"
-	default:
-		w += "F"
+		if s.Window != "" || s.Leading != 0 {
+			m.fail("window %q and %d leading successes without a failure rate", s.Window, s.Leading)
+		}
+		return
 	}
 	size := int(min(rp.Window, maxWindow))
-	if len(w) > size {
-		w = w[len(w)-size:]
+	last := m.probed[max(len(m.probed)-size, 0):]
+	first := slices.Index(last, true)
+	want, leading := "", min(len(last), size-1)
+	if first >= 0 {
+		want, leading = encode(last[first:]), first
 	}
-	return w
+	if s.Window != want || int(s.Leading) != leading {
+		m.fail("window %q after %d successes, want %q after %d (probes recorded %s)",
+			s.Window, s.Leading, want, leading, encode(m.probed))
+	}
 }
 
-// rateMet is the failure-rate rule, written again for the fuzz test.
-func rateMet(w string, rp *RatePolicy) bool {
+// leadingCap is as many leading successes as the status keeps: window - 1,
+// none without a failure rate.
+func leadingCap(rp *RatePolicy) int32 {
+	if rp == nil {
+		return 0
+	}
+	return min(rp.Window, maxWindow) - 1
+}
+
+func encode(probes []bool) string {
+	var b strings.Builder
+	for _, failed := range probes {
+		if failed {
+			b.WriteByte('F')
+		} else {
+			b.WriteByte('S')
+		}
+	}
+	return b.String()
+}
+
+// rateMet is the failure-rate rule, written again for the fuzz test: at
+// least minimumProbes recorded, and at least percent of the last min(window,
+// recorded) failed.
+func rateMet(probes []bool, rp *RatePolicy) bool {
 	if rp == nil {
 		return false
 	}
+	size := int(min(rp.Window, maxWindow))
 	minimum := int(rp.MinimumProbes)
-	if minimum == 0 {
-		minimum = int(rp.Window)
+	if minimum == 0 || minimum > size {
+		minimum = size
 	}
-	failed := strings.Count(w, "F")
-	return len(w) >= minimum && failed*100 >= int(rp.Percent)*len(w)
+	last := probes[max(len(probes)-size, 0):]
+	failed := 0
+	for _, f := range last {
+		if f {
+			failed++
+		}
+	}
+	return len(probes) >= minimum && failed*100 >= int(rp.Percent)*len(last)
 }
 
 // checkRetryTime asserts that an Open circuit's nextRetryTime is openedAt plus
@@ -664,7 +745,7 @@ func (m *machine) reasonFor(op int, from, to State) string {
 		if m.s.ConsecutiveFailures >= max(m.p.Threshold, 1) {
 			return ReasonThresholdReached
 		}
-		if rateMet(m.recorded(m.prev.Window, false), m.p.FailureRate) {
+		if rateMet(m.probed, m.p.FailureRate) {
 			return ReasonFailureRateReached
 		}
 	case from == HalfOpen && to == Open:

@@ -30,6 +30,13 @@ func closedWith(window string, failures int32) Status {
 	return Status{State: Closed, ConsecutiveFailures: failures, LastTransitionTime: earlier, Window: window}
 }
 
+// closedLed is closedWith the given successes recorded before the window.
+func closedLed(leading int32, window string, failures int32) Status {
+	s := closedWith(window, failures)
+	s.Leading = leading
+	return s
+}
+
 func TestObserveFailureRate(t *testing.T) {
 	opened := func(failures int32) Status {
 		return Status{
@@ -56,7 +63,7 @@ func TestObserveFailureRate(t *testing.T) {
 			name:   "a failure below the percent is recorded and the circuit stays closed",
 			policy: ratePolicy(100, 4, 0, 75),
 			in:     closedWith("SFS", 0),
-			want:   closedWith("SFSF", 1),
+			want:   closedLed(1, "FSF", 1),
 		},
 		{
 			name:   "fewer recorded probes than minimumProbes never open by rate",
@@ -95,13 +102,13 @@ func TestObserveFailureRate(t *testing.T) {
 			name:   "the window keeps only its last probes, oldest dropped first",
 			policy: ratePolicy(100, 3, 0, 100),
 			in:     closedWith("SSF", 1),
-			want:   closedWith("SFF", 2),
+			want:   closedLed(1, "FF", 2),
 		},
 		{
 			name:   "percent 100 does not open while one success is in the window",
 			policy: ratePolicy(100, 3, 0, 100),
 			in:     closedWith("FSF", 1),
-			want:   closedWith("SFF", 2),
+			want:   closedLed(1, "FF", 2),
 		},
 		{
 			name:   "the threshold reached first opens by threshold",
@@ -118,32 +125,98 @@ func TestObserveFailureRate(t *testing.T) {
 			wantT:  &Transition{From: Closed, To: Open, Reason: ReasonThresholdReached},
 		},
 		{
-			name:    "a window full of successes is left unchanged by another success",
+			name:    "a window full of successes (as an older manager kept it) becomes window - 1 leading successes",
 			policy:  ratePolicy(3, 4, 0, 50),
 			in:      closedWith("SSSS", 0),
 			outcome: Outcome{Success: true},
-			want:    closedWith("SSSS", 0),
+			want:    closedLed(3, "", 0),
 		},
 		{
 			name:    "a window not yet full records a success after a failure",
 			policy:  ratePolicy(3, 4, 0, 50),
 			in:      closedWith("SF", 0),
 			outcome: Outcome{Success: true},
-			want:    closedWith("SFS", 0),
+			want:    closedLed(1, "FS", 0),
 		},
 		{
-			name:    "a window of successes only is not written to, so a healthy breaker writes nothing",
+			name:    "successes with no failure in the window count up to window - 1",
 			policy:  ratePolicy(3, 4, 0, 50),
-			in:      closedWith("SS", 0),
+			in:      closedLed(2, "", 0),
 			outcome: Outcome{Success: true},
-			want:    closedWith("SS", 0),
+			want:    closedLed(3, "", 0),
 		},
 		{
-			name:    "an empty window starts at the first failure",
+			name:    "at window - 1 leading successes another success changes nothing, so a healthy breaker writes nothing",
+			policy:  ratePolicy(3, 4, 0, 50),
+			in:      closedLed(3, "", 0),
+			outcome: Outcome{Success: true},
+			want:    closedLed(3, "", 0),
+		},
+		{
+			name:    "an empty window starts at the first failure; the success before it is counted",
 			policy:  ratePolicy(3, 4, 0, 50),
 			in:      closedWith("", 0),
 			outcome: Outcome{Success: true},
-			want:    closedWith("", 0),
+			want:    closedLed(1, "", 0),
+		},
+		{
+			name:   "successes before the first failure count: 3 failures after 7 successes are 30 % of 10, not 100 % of 3",
+			policy: ratePolicy(100, 10, 3, 50),
+			in:     closedLed(7, "FF", 2),
+			want:   closedLed(7, "FFF", 3),
+		},
+		{
+			name:   "exactly percent of the last window probes opens",
+			policy: ratePolicy(100, 10, 3, 50),
+			in:     closedLed(5, "FFFF", 4),
+			want:   opened(5),
+			wantT:  &Transition{From: Closed, To: Open, Reason: ReasonFailureRateReached},
+		},
+		{
+			name:   "one failure short of percent stays closed",
+			policy: ratePolicy(100, 10, 3, 50),
+			in:     closedLed(6, "FFF", 3),
+			want:   closedLed(6, "FFFF", 4),
+		},
+		{
+			name:   "exactly minimumProbes recorded with the rate met opens",
+			policy: ratePolicy(100, 10, 3, 50),
+			in:     closedLed(1, "F", 1),
+			want:   opened(2),
+			wantT:  &Transition{From: Closed, To: Open, Reason: ReasonFailureRateReached},
+		},
+		{
+			name:   "one probe short of minimumProbes stays closed, whatever the rate",
+			policy: ratePolicy(100, 10, 3, 50),
+			in:     closedWith("F", 1),
+			want:   closedWith("FF", 2),
+		},
+		{
+			name:   "with fewer than window probes recorded the share is of those recorded: 2 of 4, not 2 of 10",
+			policy: ratePolicy(100, 10, 3, 50),
+			in:     closedLed(2, "F", 1),
+			want:   opened(2),
+			wantT:  &Transition{From: Closed, To: Open, Reason: ReasonFailureRateReached},
+		},
+		{
+			name:   "a full window slides: its oldest failure falls out and the rest stays under percent",
+			policy: ratePolicy(100, 4, 4, 50),
+			in:     closedWith("FSSS", 0),
+			want:   closedLed(3, "F", 1),
+		},
+		{
+			name:   "a full window slides: the new failure and the one still inside make percent",
+			policy: ratePolicy(100, 4, 4, 50),
+			in:     closedWith("FFSS", 0),
+			want:   opened(1),
+			wantT:  &Transition{From: Closed, To: Open, Reason: ReasonFailureRateReached},
+		},
+		{
+			name:    "leading successes slide out as the window after them fills",
+			policy:  ratePolicy(100, 4, 4, 50),
+			in:      closedLed(3, "F", 1),
+			outcome: Outcome{Success: true},
+			want:    closedLed(2, "FS", 0),
 		},
 		{
 			name:    "without a failureRate no window is kept, and a stray one is dropped",
@@ -157,14 +230,14 @@ func TestObserveFailureRate(t *testing.T) {
 			policy:  ratePolicy(3, 2, 0, 100),
 			in:      closedWith("FFSS", 0),
 			outcome: Outcome{Success: true},
-			want:    closedWith("SS", 0),
+			want:    closedLed(1, "", 0),
 		},
 		{
 			name:    "a window is never longer than 100",
 			policy:  ratePolicy(3, 500, 0, 50),
-			in:      closedWith(strings.Repeat("S", 150), 0),
+			in:      closedWith(strings.Repeat("S", 150)+"F", 0),
 			outcome: Outcome{Success: true},
-			want:    closedWith(strings.Repeat("S", 100), 0),
+			want:    closedLed(98, "FS", 0),
 		},
 		{
 			name:    "half-open trials are not recorded in the window",
@@ -176,7 +249,7 @@ func TestObserveFailureRate(t *testing.T) {
 		{
 			name:    "closing by a trial starts with an empty window",
 			policy:  ratePolicy(3, 4, 0, 50),
-			in:      Status{State: HalfOpen, LastTransitionTime: earlier, Window: "FFF"},
+			in:      Status{State: HalfOpen, LastTransitionTime: earlier, Window: "FFF", Leading: 2},
 			outcome: Outcome{Success: true},
 			want:    Status{State: Closed, LastTransitionTime: now},
 			wantT:   &Transition{From: HalfOpen, To: Closed, Reason: ReasonTrialsSucceeded},
@@ -186,7 +259,7 @@ func TestObserveFailureRate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, tr := Observe(tt.in, tt.policy, tt.outcome, now)
-			g.Expect(got).To(Equal(tt.want))
+			g.Expect(got).To(Equal(withLast(tt.want, tt.wantT)))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
 	}
@@ -244,7 +317,7 @@ func TestObserveCountsASlowSuccessAsAFailure(t *testing.T) {
 			name:    "a slow success is counted and recorded as a failure",
 			in:      closedWith("S", 0),
 			outcome: slow,
-			want:    closedWith("SF", 1),
+			want:    closedLed(1, "F", 1),
 		},
 		{
 			name:    "a slow success can reach the threshold",
@@ -270,14 +343,14 @@ func TestObserveCountsASlowSuccessAsAFailure(t *testing.T) {
 			name:    "a fast success is a success",
 			in:      closedWith("SF", 1),
 			outcome: Outcome{Success: true, Latency: time.Second},
-			want:    closedWith("SFS", 0),
+			want:    closedLed(1, "FS", 0),
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, tr := Observe(tt.in, p, tt.outcome, now)
-			g.Expect(got).To(Equal(tt.want))
+			g.Expect(got).To(Equal(withLast(tt.want, tt.wantT)))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
 	}
@@ -508,7 +581,7 @@ func TestApplyMode(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, tr := ApplyMode(tt.in, withMode(base, tt.mode), now)
-			g.Expect(got).To(Equal(tt.want))
+			g.Expect(got).To(Equal(withLast(tt.want, tt.wantT)))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
 	}
@@ -585,7 +658,8 @@ func TestForcedClosedIsADryRun(t *testing.T) {
 	g.Expect(tr).To(BeNil())
 	s, tr = Reset(s, p, now)
 	g.Expect(tr).To(BeNil())
-	g.Expect(s).To(Equal(Status{State: Closed, LastTransitionTime: now, Forced: ModeForcedClosed}),
+	g.Expect(s).To(Equal(Status{State: Closed, LastTransitionTime: now, Forced: ModeForcedClosed,
+		Last: Transition{From: Open, To: Closed, Reason: ReasonForcedClosed}}),
 		"a reset zeroes the counters and ends the would-be opening")
 }
 
@@ -718,7 +792,7 @@ func TestTrip(t *testing.T) {
 			g := NewWithT(t)
 			got, tr, ok := Trip(tt.in, tt.policy, tt.until, now)
 			g.Expect(ok).To(Equal(tt.wantOK))
-			g.Expect(got).To(Equal(tt.want))
+			g.Expect(got).To(Equal(withLast(tt.want, tt.wantT)))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
 	}
@@ -782,7 +856,7 @@ func TestResetClearsBackoffWindowAndTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			got, tr := Reset(tt.in, p, now)
-			g.Expect(got).To(Equal(tt.want))
+			g.Expect(got).To(Equal(withLast(tt.want, tt.wantT)))
 			g.Expect(tr).To(Equal(tt.wantT))
 		})
 	}
@@ -817,8 +891,8 @@ func TestNormalizationOfNewFields(t *testing.T) {
 		{
 			name: "a window with other bytes than S and F starts afresh",
 			step: func(s Status) (Status, *Transition) { return Observe(s, p, Outcome{Success: true}, now) },
-			in:   closedWith("SXF", 0),
-			want: closedWith("", 0),
+			in:   closedLed(2, "SXF", 0),
+			want: closedLed(1, "", 0),
 		},
 		{
 			name: "a window outside Closed is dropped",

@@ -1,333 +1,207 @@
 package controller
 
 import (
-	"cmp"
+	"context"
 	"fmt"
-	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/decision"
 )
 
-// enforceInput is what resolve read for spec.enforce: the target's and the
-// fallback's EndpointSlices, the target's ports, and whether another owner
-// holds the guarded Service's name.
-type enforceInput struct {
-	// conflict is set when the guarded Service or one of its slices exists and is
-	// not controlled by the breaker: nothing is written then.
-	conflict *problem
-	// ports are the target Service's ports; nil while it cannot be read.
-	ports    []corev1.ServicePort
-	target   []discoveryv1.EndpointSlice
-	fallback []discoveryv1.EndpointSlice
-}
-
-// enforcementPlan is what the guarded Service and its slices should hold.
-type enforcementPlan struct {
-	serviceName string
-	// ports are the guarded Service's ports; nil leaves an existing Service as
-	// it is (the target's ports are unknown) and creates none.
-	ports  []corev1.ServicePort
-	slices []discoveryv1.EndpointSlice
-	events []enforcementEvent
-}
-
-// enforcementEvent is an Event about the guarded Service, emitted after the write.
-type enforcementEvent struct {
-	eventType, reason, action, message string
-}
-
-// ejectionPolicy is spec.enforce.ejection with its defaults; off when unset.
-type ejectionPolicy struct {
-	on         bool
-	failures   int32
-	maxPercent int32
-}
-
-func ejectionPolicyOf(e *circuitv1alpha1.Ejection) ejectionPolicy {
-	if e == nil {
-		return ejectionPolicy{}
-	}
-	return ejectionPolicy{on: true,
-		failures:   orDefault(e.ConsecutiveFailures, circuitv1alpha1.DefaultEjectionConsecutiveFailures),
-		maxPercent: orDefault(e.MaxEjectionPercent, circuitv1alpha1.DefaultMaxEjectionPercent)}
-}
-
-// ejectedAddresses picks the endpoints to eject from the recorded per-endpoint
-// failure counts: those that failed at least p.failures rounds in a row, the
-// longest-failing first (and, among equals, those already ejected, so that the
-// choice does not flap), at most maxPercent of the ready endpoints, and never
-// the last one unless every ready endpoint failed the last round.
-func ejectedAddresses(p ejectionPolicy, eps []circuitv1alpha1.EndpointStatus, ready []string) map[string]bool {
-	out := map[string]bool{}
-	if !p.on || len(ready) == 0 {
-		return out
-	}
-	isReady := map[string]bool{}
-	for _, a := range ready {
-		isReady[a] = true
-	}
-	var candidates []circuitv1alpha1.EndpointStatus
-	failedRound := 0
-	for _, e := range eps {
-		if !isReady[e.Address] {
-			continue
-		}
-		if e.LastResult == circuitv1alpha1.ProbeFailure {
-			failedRound++
-		}
-		if e.ConsecutiveFailures >= p.failures {
-			candidates = append(candidates, e)
-		}
-	}
-	limit := len(ready) * int(p.maxPercent) / 100
-	if failedRound < len(ready) {
-		limit = min(limit, len(ready)-1)
-	}
-	slices.SortFunc(candidates, func(a, b circuitv1alpha1.EndpointStatus) int {
-		if c := cmp.Compare(b.ConsecutiveFailures, a.ConsecutiveFailures); c != 0 {
-			return c
-		}
-		if a.Ejected != b.Ejected {
-			if a.Ejected {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.Address, b.Address)
-	})
-	for _, e := range candidates {
-		if len(out) >= limit {
-			break
-		}
-		out[e.Address] = true
-	}
-	return out
-}
-
-// planEnforcement decides what the guarded Service serves from the decided
-// status (cb.Status after the state machine moved), marks the ejected
-// endpoints in it, records status.enforcement, and lists the Events that
-// compare the new enforcement with the recorded one (prev). It is pure.
-func planEnforcement(cb *circuitv1alpha1.CircuitBreaker, prev *circuitv1alpha1.CircuitBreakerStatus, in enforceInput) *enforcementPlan {
-	e := cb.Spec.Enforce
-	st := &cb.Status
-	for i := range st.Endpoints {
-		st.Endpoints[i].Ejected = false
-	}
-	if e == nil || in.conflict != nil {
-		st.Enforcement = nil
+// enforce makes the guarded Service and its slices hold the plan,
+// writing only what differs from the cache, and deletes what the breaker owns
+// and the plan does not name (all of it once spec.enforce is gone). A nil plan
+// with spec.enforce set is a conflict: nothing is touched.
+func (r *CircuitBreakerReconciler) enforce(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, plan *decision.EnforcementPlan) error {
+	if plan == nil && (cb.Spec.Enforce != nil || cb.Status.Enforcement == nil) {
 		return nil
 	}
-	plan := &enforcementPlan{serviceName: e.ServiceName, ports: guardedPorts(in.ports)}
-	routing := circuitv1alpha1.RoutingTarget
-	ejected := map[string]bool{}
-	if st.State == circuitv1alpha1.StateClosed {
-		ejected = ejectedAddresses(ejectionPolicyOf(e.Ejection), st.Endpoints, readyAddresses(in.target))
-		for i := range st.Endpoints {
-			st.Endpoints[i].Ejected = ejected[st.Endpoints[i].Address]
+	keepService, keepSlices := "", map[string]bool{}
+	if plan != nil {
+		keepService = plan.ServiceName
+		if err := r.ensureGuardedService(ctx, cb, plan); err != nil {
+			return err
 		}
-		plan.slices = guardedSlices(e.ServiceName, in.target, ejected)
-	} else {
-		routing = circuitv1alpha1.RoutingNone
-		if e.Fallback != nil {
-			plan.slices = guardedSlices(e.ServiceName, in.fallback, nil)
-			if len(plan.slices) > 0 {
-				routing = circuitv1alpha1.RoutingFallback
+		for i := range plan.Slices {
+			keepSlices[plan.Slices[i].Name] = true
+			if err := r.ensureSlice(ctx, cb, &plan.Slices[i]); err != nil {
+				return err
 			}
 		}
 	}
-	st.Enforcement = &circuitv1alpha1.EnforcementStatus{ServiceName: e.ServiceName, Routing: routing,
-		EndpointsServed: servedCount(plan.slices), EndpointsEjected: int32(len(ejected))}
-	plan.events = enforcementEvents(prev, st, e)
-	return plan
+	return r.deleteOwnedExcept(ctx, cb, keepService, keepSlices)
 }
 
-// enforcementEvents compares the recorded enforcement with the new one.
-// Ejections and restorations are reported only while the target serves
-// before and after; a change of routing is reported once, as TrafficRerouted.
-func enforcementEvents(prev, next *circuitv1alpha1.CircuitBreakerStatus, e *circuitv1alpha1.Enforce) []enforcementEvent {
-	var out []enforcementEvent
-	before := prev.Enforcement
-	after := next.Enforcement
-	if before != nil && before.Routing != after.Routing {
-		ev := enforcementEvent{eventType: corev1.EventTypeWarning, reason: circuitv1alpha1.EventTrafficRerouted, action: "Reroute"}
-		switch after.Routing {
-		case circuitv1alpha1.RoutingTarget:
-			ev.eventType = corev1.EventTypeNormal
-			ev.message = fmt.Sprintf("Service %s routes to the target's %d ready endpoints again", e.ServiceName, after.EndpointsServed)
-		case circuitv1alpha1.RoutingFallback:
-			ev.message = fmt.Sprintf("Service %s routes to fallback Service %s (%d endpoints) while the circuit is %s",
-				e.ServiceName, e.Fallback.ServiceName, after.EndpointsServed, next.State)
-		default:
-			ev.message = fmt.Sprintf("Service %s has no endpoints while the circuit is %s: connections are refused",
-				e.ServiceName, next.State)
+func (r *CircuitBreakerReconciler) ensureGuardedService(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, plan *decision.EnforcementPlan) error {
+	svc := &corev1.Service{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: cb.Namespace, Name: plan.ServiceName}, svc)
+	if apierrors.IsNotFound(err) {
+		if plan.Ports == nil {
+			return nil // the target's ports are unknown: nothing to create yet
 		}
-		out = append(out, ev)
-	}
-	if after.Routing != circuitv1alpha1.RoutingTarget {
-		return out
-	}
-	wasEjected := map[string]bool{}
-	if before != nil && before.Routing == circuitv1alpha1.RoutingTarget {
-		for _, ep := range prev.Endpoints {
-			wasEjected[ep.Address] = ep.Ejected
+		svc = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: cb.Namespace, Name: plan.ServiceName},
+			Spec: corev1.ServiceSpec{Ports: plan.Ports}}
+		if err := setOwner(cb, svc, r.Scheme()); err != nil {
+			return err
 		}
+		logf.FromContext(ctx).Info("Creating guarded Service", "service", plan.ServiceName)
+		return ignoreAlreadyExists(r.Create(ctx, svc))
 	}
-	for _, ep := range next.Endpoints {
-		switch {
-		case ep.Ejected && !wasEjected[ep.Address]:
-			out = append(out, enforcementEvent{corev1.EventTypeNormal, circuitv1alpha1.EventEndpointEjected, "Eject",
-				fmt.Sprintf("Endpoint %s (%s) ejected from Service %s after %d failed probe rounds in a row",
-					ep.Address, refName(ep.TargetRef), e.ServiceName, ep.ConsecutiveFailures)})
-		case !ep.Ejected && wasEjected[ep.Address]:
-			out = append(out, enforcementEvent{corev1.EventTypeNormal, circuitv1alpha1.EventEndpointRestored, "Restore",
-				fmt.Sprintf("Endpoint %s (%s) restored to Service %s after a successful probe round",
-					ep.Address, refName(ep.TargetRef), e.ServiceName)})
-		}
+	if err != nil || plan.Ports == nil || samePorts(svc.Spec.Ports, plan.Ports) {
+		return err
 	}
-	return out
+	orig := svc.DeepCopy()
+	svc.Spec.Ports = plan.Ports
+	return r.Patch(ctx, svc, client.MergeFrom(orig))
 }
 
-func refName(ref *circuitv1alpha1.EndpointRef) string {
-	if ref == nil {
-		return "no target"
+// samePorts compares what the guarded Service takes from the target; the API
+// server fills in targetPort, which a selectorless Service does not use.
+func samePorts(have, want []corev1.ServicePort) bool {
+	if len(have) != len(want) {
+		return false
 	}
-	return ref.Kind + " " + ref.Name
+	for i := range have {
+		h := have[i]
+		if h.Name != want[i].Name || h.Protocol != want[i].Protocol || h.Port != want[i].Port ||
+			!equality.Semantic.DeepEqual(h.AppProtocol, want[i].AppProtocol) {
+			return false
+		}
+	}
+	return true
 }
 
-// guardedPorts are the target Service's ports as a selectorless Service has
-// them: names, protocols and ports (the slices give the endpoints' ports).
-func guardedPorts(ports []corev1.ServicePort) []corev1.ServicePort {
-	if len(ports) == 0 {
+func (r *CircuitBreakerReconciler) ensureSlice(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, want *discoveryv1.EndpointSlice) error {
+	key := types.NamespacedName{Namespace: cb.Namespace, Name: want.Name}
+	have, err := r.currentSlice(ctx, key)
+	if apierrors.IsNotFound(err) {
+		slice := want.DeepCopy()
+		slice.Namespace = cb.Namespace
+		if err := setOwner(cb, slice, r.Scheme()); err != nil {
+			return err
+		}
+		err = r.Create(ctx, slice)
+		if err == nil {
+			r.consistency.writes.wrote(sliceKind, key, slice.ResourceVersion)
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) || r.APIReader == nil {
+			return err
+		}
+		// The cache is behind: it exists. Decide on what the server holds.
+		have = &discoveryv1.EndpointSlice{}
+		err = r.APIReader.Get(ctx, key, have)
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(have, cb) {
+		return fmt.Errorf("EndpointSlice %s/%s is not owned by breaker %s", cb.Namespace, want.Name, cb.Name)
+	}
+	if sameSlice(have, want) {
 		return nil
 	}
-	out := make([]corev1.ServicePort, 0, len(ports))
-	for _, p := range ports {
-		proto := p.Protocol
-		if proto == "" {
-			proto = corev1.ProtocolTCP
-		}
-		out = append(out, corev1.ServicePort{Name: p.Name, Protocol: proto, Port: p.Port, AppProtocol: p.AppProtocol})
+	orig := have.DeepCopy()
+	have.Labels, have.AddressType, have.Ports, have.Endpoints = want.Labels, want.AddressType, want.Ports, want.Endpoints
+	// Optimistic locking: a patch based on an outdated copy fails and is retried.
+	if err := r.Patch(ctx, have, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
 	}
-	return out
+	r.consistency.writes.wrote(sliceKind, key, have.ResourceVersion)
+	return nil
 }
 
-// readyAddresses lists the addresses of the ready endpoints of IP slices.
-func readyAddresses(src []discoveryv1.EndpointSlice) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range src {
-		if s.AddressType == discoveryv1.AddressTypeFQDN {
-			continue
+// currentSlice reads a guarded slice from the cache, or from the API server
+// when the cache has not caught up with this manager's last write of it (a
+// decision taken on an outdated copy would skip a write that is needed).
+func (r *CircuitBreakerReconciler) currentSlice(ctx context.Context, key types.NamespacedName) (*discoveryv1.EndpointSlice, error) {
+	have := &discoveryv1.EndpointSlice{}
+	err := r.Get(ctx, key, have)
+	if r.APIReader == nil || !r.consistency.writes.awaits(sliceKind, key) {
+		return have, err
+	}
+	if err == nil && r.consistency.writes.cacheShows(sliceKind, key, have.ResourceVersion) {
+		return have, nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	live := &discoveryv1.EndpointSlice{}
+	if err := r.APIReader.Get(ctx, key, live); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.consistency.writes.forget(sliceKind, key)
 		}
-		for _, ep := range s.Endpoints {
-			if isReady(ep) && !seen[ep.Addresses[0]] {
-				seen[ep.Addresses[0]] = true
-				out = append(out, ep.Addresses[0])
+		return nil, err
+	}
+	r.consistency.writes.serverShows(sliceKind, key, live.ResourceVersion)
+	return live, nil
+}
+
+func sameSlice(have, want *discoveryv1.EndpointSlice) bool {
+	return have.AddressType == want.AddressType &&
+		have.Labels[discoveryv1.LabelServiceName] == want.Labels[discoveryv1.LabelServiceName] &&
+		have.Labels[discoveryv1.LabelManagedBy] == want.Labels[discoveryv1.LabelManagedBy] &&
+		equality.Semantic.DeepEqual(have.Ports, want.Ports) &&
+		equality.Semantic.DeepEqual(have.Endpoints, want.Endpoints)
+}
+
+// deleteOwnedExcept deletes the Services and EndpointSlices in the breaker's
+// namespace that it controls, other than keepService and keepSlices.
+func (r *CircuitBreakerReconciler) deleteOwnedExcept(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker,
+	keepService string, keepSlices map[string]bool) error {
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := r.List(ctx, slices, client.InNamespace(cb.Namespace),
+		client.MatchingLabels{discoveryv1.LabelManagedBy: circuitv1alpha1.EndpointSliceManager}); err != nil {
+		return err
+	}
+	for i := range slices.Items {
+		s := &slices.Items[i]
+		if metav1.IsControlledBy(s, cb) && (!keepSlices[s.Name] || s.Labels[discoveryv1.LabelServiceName] != keepService) {
+			if err := client.IgnoreNotFound(r.Delete(ctx, s)); err != nil {
+				return err
+			}
+			r.consistency.writes.forget(sliceKind, types.NamespacedName{Namespace: s.Namespace, Name: s.Name})
+		}
+	}
+	svcs := &corev1.ServiceList{}
+	if err := r.List(ctx, svcs, client.InNamespace(cb.Namespace)); err != nil {
+		return err
+	}
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		if metav1.IsControlledBy(s, cb) && s.Name != keepService {
+			logf.FromContext(ctx).Info("Deleting guarded Service", "service", s.Name)
+			if err := client.IgnoreNotFound(r.Delete(ctx, s)); err != nil {
+				return err
 			}
 		}
 	}
-	slices.Sort(out)
-	return out
+	return nil
 }
 
-func isReady(ep discoveryv1.Endpoint) bool {
-	return len(ep.Addresses) > 0 && (ep.Conditions.Ready == nil || *ep.Conditions.Ready)
+// setOwner makes the breaker the controller of obj, so that the garbage
+// collector deletes obj with it. Without blockOwnerDeletion: setting that
+// needs update on circuitbreakers/finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin runs, a permission
+// the manager has no other use for.
+func setOwner(cb *circuitv1alpha1.CircuitBreaker, obj metav1.Object, scheme *runtime.Scheme) error {
+	return controllerutil.SetControllerReference(cb, obj, scheme, controllerutil.WithBlockOwnerDeletion(false))
 }
 
-// maxSliceEndpoints is the API server's limit on the endpoints of one slice.
-const maxSliceEndpoints = 1000
-
-// guardedSlices are the guarded Service's EndpointSlices: the ready endpoints
-// of src minus the skipped addresses, one slice per address type and port set,
-// named <service>-<ipv4|ipv6>[-<n>] so that the same content always lands in
-// the same slice. No endpoint means no slice.
-func guardedSlices(service string, src []discoveryv1.EndpointSlice, skip map[string]bool) []discoveryv1.EndpointSlice {
-	type group struct {
-		slice discoveryv1.EndpointSlice
-		seen  map[string]bool
+func ignoreAlreadyExists(err error) error {
+	if apierrors.IsAlreadyExists(err) {
+		return nil
 	}
-	groups := map[string]*group{}
-	for _, s := range src {
-		if s.AddressType == discoveryv1.AddressTypeFQDN {
-			continue
-		}
-		ports := slices.Clone(s.Ports)
-		slices.SortFunc(ports, func(a, b discoveryv1.EndpointPort) int { return strings.Compare(portKey(a), portKey(b)) })
-		key := string(s.AddressType) + "|"
-		for _, p := range ports {
-			key += portKey(p) + ";"
-		}
-		g := groups[key]
-		if g == nil {
-			g = &group{slice: discoveryv1.EndpointSlice{AddressType: s.AddressType, Ports: ports}, seen: map[string]bool{}}
-			groups[key] = g
-		}
-		for _, ep := range s.Endpoints {
-			if !isReady(ep) || skip[ep.Addresses[0]] || g.seen[ep.Addresses[0]] || len(g.slice.Endpoints) >= maxSliceEndpoints {
-				continue
-			}
-			g.seen[ep.Addresses[0]] = true
-			ready := true
-			g.slice.Endpoints = append(g.slice.Endpoints, discoveryv1.Endpoint{
-				Addresses:  []string{ep.Addresses[0]},
-				Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &ready, Terminating: ep.Conditions.Terminating},
-				TargetRef:  ep.TargetRef, NodeName: ep.NodeName, Zone: ep.Zone,
-			})
-		}
-	}
-	keys := slices.Sorted(func(yield func(string) bool) {
-		for k, g := range groups {
-			if len(g.slice.Endpoints) > 0 && !yield(k) {
-				return
-			}
-		}
-	})
-	out := make([]discoveryv1.EndpointSlice, 0, len(keys))
-	perFamily := map[discoveryv1.AddressType]int{}
-	for _, k := range keys {
-		s := groups[k].slice
-		slices.SortFunc(s.Endpoints, func(a, b discoveryv1.Endpoint) int { return strings.Compare(a.Addresses[0], b.Addresses[0]) })
-		name := service + "-" + strings.ToLower(string(s.AddressType))
-		if n := perFamily[s.AddressType]; n > 0 {
-			name += fmt.Sprintf("-%d", n)
-		}
-		perFamily[s.AddressType]++
-		s.Name = name
-		s.Labels = map[string]string{
-			discoveryv1.LabelServiceName: service,
-			discoveryv1.LabelManagedBy:   circuitv1alpha1.EndpointSliceManager,
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-func portKey(p discoveryv1.EndpointPort) string {
-	var name, proto string
-	var port int32
-	if p.Name != nil {
-		name = *p.Name
-	}
-	if p.Protocol != nil {
-		proto = string(*p.Protocol)
-	}
-	if p.Port != nil {
-		port = *p.Port
-	}
-	return fmt.Sprintf("%s/%s/%d", name, proto, port)
-}
-
-func servedCount(ss []discoveryv1.EndpointSlice) int32 {
-	seen := map[string]bool{}
-	for _, s := range ss {
-		for _, ep := range s.Endpoints {
-			seen[ep.Addresses[0]] = true
-		}
-	}
-	return int32(len(seen))
+	return err
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/decision"
 )
 
 // enforceSpec guards Service name through name-guarded, ejecting an endpoint
@@ -361,4 +363,66 @@ func TestEnforceSpecsAreRefusedNamingTheField(t *testing.T) {
 	got := getBreaker(g, ns, "defaults").Spec.Enforce.Ejection
 	g.Expect(got.ConsecutiveFailures).To(Equal(circuitv1alpha1.DefaultEjectionConsecutiveFailures))
 	g.Expect(got.MaxEjectionPercent).To(Equal(circuitv1alpha1.DefaultMaxEjectionPercent))
+}
+
+// A Service of 70 endpoints: the one failing is the 69th, past the 64 that
+// status.endpoints lists. It is ejected all the same, status says how many
+// endpoints the list leaves out and records the outlier's failures, and a
+// restarted manager goes on from that record: the endpoint stays ejected.
+func TestEnforceEjectsAnEndpointPastThe64ListedAndKeepsItOutAcrossARestart(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	var addrs []string
+	for i := range decision.MaxStatusEndpoints + 6 {
+		addrs = append(addrs, fmt.Sprintf("10.0.16.%d", 100+i))
+	}
+	outlier := addrs[68]
+	f := newServiceFixture(t, ns, "many", addrs...)
+	op := startOperatorWithDial(t, ns, f.net.dial)
+	createBreaker(t, ns, "many", enforceSpec("many", ""))
+	g.Eventually(func(g Gomega) {
+		g.Expect(guardedAddresses(g, ns, "many-guarded")).To(HaveLen(len(addrs)))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+
+	f.targets[outlier].healthy.Store(false)
+	var failures int32
+	g.Eventually(func(g Gomega) {
+		cb := getBreaker(g, ns, "many")
+		g.Expect(cb.Status.State).To(Equal(circuitv1alpha1.StateClosed))
+		g.Expect(cb.Status.Endpoints).To(HaveLen(decision.MaxStatusEndpoints))
+		g.Expect(cb.Status.EndpointsTotal).To(BeEquivalentTo(len(addrs)))
+		g.Expect(cb.Status.EndpointsOmitted).To(BeEquivalentTo(len(addrs) - decision.MaxStatusEndpoints))
+		g.Expect(cb.Status.OmittedFailingEndpoints).To(HaveLen(1))
+		ep := cb.Status.OmittedFailingEndpoints[0]
+		g.Expect(ep.Address).To(Equal(outlier))
+		g.Expect(ep.Ejected).To(BeTrue())
+		g.Expect(ep.ConsecutiveFailures).To(BeNumerically(">=", 3))
+		failures = ep.ConsecutiveFailures
+		g.Expect(cb.Status.Enforcement.EndpointsEjected).To(BeEquivalentTo(1))
+		g.Expect(cb.Status.Enforcement.EndpointsServed).To(BeEquivalentTo(len(addrs) - 1))
+		served := guardedAddresses(g, ns, "many-guarded")
+		g.Expect(served).To(HaveLen(len(addrs) - 1))
+		g.Expect(served).NotTo(ContainElement(outlier))
+		g.Expect(eventReasons(g, ns, "many")).To(ContainElement("Normal/" + circuitv1alpha1.EventEndpointEjected))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+
+	// The manager stops; a new one counts on from the recorded failures, so
+	// the outlier is never restored (a count started again from 0 would let
+	// it back in for a round).
+	op.stop()
+	startOperatorWithDial(t, ns, f.net.dial)
+	g.Consistently(func(g Gomega) {
+		g.Expect(guardedAddresses(g, ns, "many-guarded")).NotTo(ContainElement(outlier))
+		g.Expect(eventReasons(g, ns, "many")).NotTo(ContainElement("Normal/" + circuitv1alpha1.EventEndpointRestored))
+	}).WithTimeout(3 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	g.Expect(getBreaker(g, ns, "many").Status.OmittedFailingEndpoints[0].ConsecutiveFailures).To(BeNumerically(">", failures),
+		"the new manager counts on from the recorded failures")
+
+	// Its first success restores it.
+	f.targets[outlier].healthy.Store(true)
+	g.Eventually(func(g Gomega) {
+		cb := getBreaker(g, ns, "many")
+		g.Expect(cb.Status.OmittedFailingEndpoints).To(BeEmpty())
+		g.Expect(guardedAddresses(g, ns, "many-guarded")).To(ContainElement(outlier))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
 }

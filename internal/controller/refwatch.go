@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,12 +39,13 @@ type ref struct {
 // its name, rather than caching every Secret of the cluster. When a watched
 // object changes, the breakers that use it are enqueued.
 type refWatcher struct {
-	client  kubernetes.Interface
-	mu      sync.Mutex
-	ctx     context.Context
-	enqueue func(types.NamespacedName)
-	watches map[ref]*refWatch
-	uses    map[types.NamespacedName][]ref
+	client      kubernetes.Interface
+	newInformer func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer
+	mu          sync.Mutex
+	ctx         context.Context
+	enqueue     func(types.NamespacedName)
+	watches     map[ref]*refWatch
+	uses        map[types.NamespacedName][]ref
 }
 
 // errForbidden: the manager may not list or watch a referenced object.
@@ -57,12 +59,19 @@ type refWatch struct {
 	users     map[types.NamespacedName]struct{}
 }
 
-func newRefWatcher(client kubernetes.Interface) *refWatcher {
+// newRefWatcher watches through client, building its informers with
+// newInformer (client-go's own if nil).
+func newRefWatcher(client kubernetes.Interface,
+	newInformer func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer) *refWatcher {
+	if newInformer == nil {
+		newInformer = toolscache.NewSharedIndexInformer
+	}
 	return &refWatcher{
-		client:  client,
-		ctx:     context.Background(),
-		watches: map[ref]*refWatch{},
-		uses:    map[types.NamespacedName][]ref{},
+		client:      client,
+		newInformer: newInformer,
+		ctx:         context.Background(),
+		watches:     map[ref]*refWatch{},
+		uses:        map[types.NamespacedName][]ref{},
 	}
 }
 
@@ -79,6 +88,9 @@ func (w *refWatcher) use(breaker types.NamespacedName, refs []ref) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, r := range w.uses[breaker] {
+		if slices.Contains(refs, r) {
+			continue // still used: the watch goes on
+		}
 		if rw := w.watches[r]; rw != nil {
 			delete(rw.users, breaker)
 			if len(rw.users) == 0 {
@@ -109,7 +121,7 @@ func (w *refWatcher) watch(r ref) *refWatch {
 	if r.kind == refConfigMap {
 		obj = &corev1.ConfigMap{}
 	}
-	informer := toolscache.NewSharedIndexInformer(lw, obj, 0, toolscache.Indexers{})
+	informer := w.newInformer(lw, obj, 0, toolscache.Indexers{})
 	rw := &refWatch{informer: informer, users: map[types.NamespacedName]struct{}{}}
 	notify := func(any) { w.notify(r) }
 	_, _ = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{

@@ -31,7 +31,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/apiready"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
+	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
+	"github.com/resilience-dev/breaker-operator/internal/testnet"
 )
 
 // The suite starts one real kube-apiserver + etcd for the package. Each test
@@ -112,7 +115,7 @@ func newNamespace(t *testing.T) string {
 type operator struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
-	runner     *probe.Runner
+	runner     *runner.Runner
 	reconciler *CircuitBreakerReconciler
 }
 
@@ -143,6 +146,10 @@ type operatorOptions struct {
 	workers int
 	// perNamespace bounds the probes one namespace may hold; 0: no bound.
 	perNamespace int
+	// inFlight bounds the probes in flight; 1024 by default.
+	inFlight int
+	// alsoWatch are more namespaces the manager watches besides its own.
+	alsoWatch []string
 	// wrapRecorder, if set, wraps the manager's event recorder.
 	wrapRecorder func(events.EventRecorder) events.EventRecorder
 }
@@ -157,11 +164,16 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	if opts.metrics != nil {
 		metrics = *opts.metrics
 	}
+	// As in cmd: every informer waits out an API server outage.
+	gate, err := apiready.New(managerCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metrics,
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:                  cache.Options{DefaultNamespaces: watched(ns, opts.alsoWatch), NewInformer: gate.NewInformer},
 	})
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
@@ -170,7 +182,12 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := probe.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}), probe.Limits{InFlight: 1024, PerNamespace: opts.perNamespace})
+	inFlight := opts.inFlight
+	if inFlight == 0 {
+		inFlight = 1024
+	}
+	probes := runner.NewRunner(probe.New(probe.Options{Guard: guard, Dial: dial, UserAgent: "breaker-operator/test"}),
+		runner.Limits{InFlight: inFlight, PerNamespace: opts.perNamespace})
 	var recorder events.EventRecorder = mgr.GetEventRecorder("circuitbreaker-controller")
 	if opts.wrapRecorder != nil {
 		recorder = opts.wrapRecorder(recorder)
@@ -183,7 +200,8 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                recorder,
-		Runner:                  runner,
+		Runner:                  probes,
+		NewInformer:             gate.NewInformer,
 		MaxConcurrentReconciles: workers,
 		SkipNameValidation:      true,
 	}
@@ -191,7 +209,7 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		t.Fatalf("setting up controller: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	op := &operator{cancel: cancel, done: make(chan struct{}), runner: runner, reconciler: r}
+	op := &operator{cancel: cancel, done: make(chan struct{}), runner: probes, reconciler: r}
 	go func() {
 		defer close(op.done)
 		if err := mgr.Start(ctx); err != nil {
@@ -200,6 +218,14 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	}()
 	t.Cleanup(op.stop)
 	return op
+}
+
+func watched(ns string, more []string) map[string]cache.Config {
+	out := map[string]cache.Config{ns: {}}
+	for _, n := range more {
+		out[n] = cache.Config{}
+	}
+	return out
 }
 
 func (o *operator) stop() {
@@ -252,49 +278,6 @@ func (tg *target) arrivals(path string) []time.Time {
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
 	return append([]time.Time(nil), tg.arrived[path]...)
-}
-
-// hangingListener accepts connections and never answers.
-func hangingListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
-// closedPort returns a loopback address where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
 
 func breakerSpec(url string) circuitv1alpha1.CircuitBreakerSpec {
@@ -350,3 +333,9 @@ func eventReasons(g Gomega, ns, name string) []string {
 	}
 	return out
 }
+
+// hangingListener accepts connections on loopback and never answers.
+func hangingListener(t *testing.T) string { return testnet.Hanging(t).Addr().String() }
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string { return testnet.ClosedPort(t) }

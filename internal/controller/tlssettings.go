@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/decision"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
@@ -31,26 +31,10 @@ func tlsRefs(namespace string, t *circuitv1alpha1.TLSConfig) []ref {
 	return refs
 }
 
-// tlsSpecID describes TLS settings without any value read from a reference.
-func tlsSpecID(t *circuitv1alpha1.TLSConfig) string {
-	if t == nil {
-		return ""
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "tls:%s;%t;", t.ServerName, t.InsecureSkipVerify)
-	if t.CABundle != nil {
-		b.WriteString(t.CABundle.Name + "/" + t.CABundle.Key)
-	}
-	if t.ClientCertificateSecretRef != nil {
-		b.WriteString(";client:" + t.ClientCertificateSecretRef.Name)
-	}
-	return b.String()
-}
-
 // resolveTLS fills in the target's TLS settings, reading the CA bundle and the
 // client certificate from their watches. A missing or unusable reference is a
 // problem: the breaker then probes nothing.
-func (r *CircuitBreakerReconciler) resolveTLS(ctx context.Context, namespace string, t *circuitv1alpha1.TLSConfig, target *probe.Target) (*problem, error) {
+func (r *CircuitBreakerReconciler) resolveTLS(ctx context.Context, namespace string, t *circuitv1alpha1.TLSConfig, target *probe.Target) (*decision.Problem, error) {
 	if t == nil {
 		return nil, nil
 	}
@@ -73,7 +57,7 @@ func (r *CircuitBreakerReconciler) resolveTLS(ctx context.Context, namespace str
 }
 
 // caBundle reads the PEM CA certificates of a ConfigMap key.
-func (r *CircuitBreakerReconciler) caBundle(ctx context.Context, namespace string, sel *circuitv1alpha1.KeySelector) ([]byte, *problem, error) {
+func (r *CircuitBreakerReconciler) caBundle(ctx context.Context, namespace string, sel *circuitv1alpha1.KeySelector) ([]byte, *decision.Problem, error) {
 	obj, found, err := r.refs.get(ctx, ref{refConfigMap, namespace, sel.Name})
 	if errors.Is(err, errForbidden) {
 		return nil, forbidden("ConfigMap", sel.Name), nil
@@ -91,11 +75,11 @@ func (r *CircuitBreakerReconciler) caBundle(ctx context.Context, namespace strin
 		}
 	}
 	if len(pem) == 0 {
-		return nil, &problem{circuitv1alpha1.ReasonCABundleNotFound, fmt.Sprintf(
+		return nil, &decision.Problem{Reason: circuitv1alpha1.ReasonCABundleNotFound, Message: fmt.Sprintf(
 			"ConfigMap %q has no CA bundle under key %q; nothing is probed until it does", sel.Name, sel.Key)}, nil
 	}
 	if !probe.ValidCAPEM(pem) {
-		return nil, &problem{circuitv1alpha1.ReasonInvalidCABundle, fmt.Sprintf(
+		return nil, &decision.Problem{Reason: circuitv1alpha1.ReasonInvalidCABundle, Message: fmt.Sprintf(
 			"ConfigMap %q key %q holds no PEM certificate; nothing is probed until it does", sel.Name, sel.Key)}, nil
 	}
 	return pem, nil, nil
@@ -106,7 +90,7 @@ func (r *CircuitBreakerReconciler) caBundle(ctx context.Context, namespace strin
 // circuitv1alpha1.ProbeCredentialsLabel; missing, unlabelled and keyless
 // Secrets get the same answer. Neither the certificate nor the key ever goes
 // into a message.
-func (r *CircuitBreakerReconciler) clientCertificate(ctx context.Context, namespace, name string) (cert, key []byte, _ *problem, _ error) {
+func (r *CircuitBreakerReconciler) clientCertificate(ctx context.Context, namespace, name string) (cert, key []byte, _ *decision.Problem, _ error) {
 	obj, found, err := r.refs.get(ctx, ref{refSecret, namespace, name})
 	if errors.Is(err, errForbidden) {
 		return nil, nil, forbidden("Secret", name), nil
@@ -121,46 +105,20 @@ func (r *CircuitBreakerReconciler) clientCertificate(ctx context.Context, namesp
 		}
 	}
 	if len(cert) == 0 || len(key) == 0 {
-		return nil, nil, &problem{circuitv1alpha1.ReasonSecretNotAllowed, fmt.Sprintf(
+		return nil, nil, &decision.Problem{Reason: circuitv1alpha1.ReasonSecretNotAllowed, Message: fmt.Sprintf(
 			"Secret %s is missing, is not of type %s with keys %s and %s, or is not labelled %s=true; nothing is probed until it is",
 			name, corev1.SecretTypeTLS, corev1.TLSCertKey, corev1.TLSPrivateKeyKey, circuitv1alpha1.ProbeCredentialsLabel)}, nil
 	}
 	if len(cert) > maxClientCertificateBytes || len(key) > maxClientCertificateBytes || !probe.ValidClientCertificate(cert, key) {
-		return nil, nil, &problem{circuitv1alpha1.ReasonInvalidClientCertificate, fmt.Sprintf(
+		return nil, nil, &decision.Problem{Reason: circuitv1alpha1.ReasonInvalidClientCertificate, Message: fmt.Sprintf(
 			"Secret %s does not hold a PEM certificate and the private key that belongs to it (at most %d bytes each); "+
 				"nothing is probed until it does", name, maxClientCertificateBytes)}, nil
 	}
 	return cert, key, nil, nil
 }
 
-// grpcSettings makes a breaker's target a gRPC one when its spec says so: a
-// grpc:// or grpcs:// URL (which ParseURL gave default settings), or spec.grpc.
-// A Service's endpoints are then called in plaintext for scheme HTTP and over
-// TLS for HTTPS.
-func grpcSettings(spec circuitv1alpha1.CircuitBreakerSpec, target *probe.Target) {
-	g := spec.GRPC
-	if g == nil {
-		return
-	}
-	target.GRPC = &probe.GRPCSettings{Service: g.Service, Watch: g.Watch}
-	switch target.Scheme {
-	case probe.HTTP:
-		target.Scheme = probe.GRPC
-	case probe.HTTPS:
-		target.Scheme = probe.GRPCS
-	}
-}
-
-// grpcSpecID describes spec.grpc, so that a change of it probes at once.
-func grpcSpecID(g *circuitv1alpha1.GRPCProbe) string {
-	if g == nil {
-		return ""
-	}
-	return fmt.Sprintf("grpc:%q;%t;%s", g.Service, g.Watch, tlsSpecID(g.TLS))
-}
-
 // resolveGRPC fills in the TLS settings of spec.grpc.
-func (r *CircuitBreakerReconciler) resolveGRPC(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, target *probe.Target) (*problem, error) {
+func (r *CircuitBreakerReconciler) resolveGRPC(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, target *probe.Target) (*decision.Problem, error) {
 	if cb.Spec.GRPC == nil {
 		return nil, nil
 	}

@@ -3,8 +3,10 @@ package probe
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -255,4 +257,40 @@ func (p *Prober) Watch(ctx context.Context, t Target, seen func(Result)) (ended 
 		return ReasonTimeout, false
 	}
 	return classifyGRPC(ctx, err, failure), false
+}
+
+// StreamKey names everything a stream depends on: a change of any (the
+// endpoints, the TLS settings and client certificate, the allowed ranges)
+// re-establishes the streams.
+func StreamKey(t Target) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%t|%s", t.Scheme, t.Address, t.Timeout, grpcService(t), t.Restricted, prefixesKey(t.Allowed))
+	if settings := effectiveTLS(t); settings != nil {
+		b.WriteString("|" + settings.key())
+	}
+	if t.Round != nil {
+		fmt.Fprintf(&b, "|%d", t.Round.FailurePercent)
+		for _, ep := range t.Round.Endpoints {
+			fmt.Fprintf(&b, "|%s:%d", ep.Address, ep.Port)
+		}
+	}
+	return b.String()
+}
+
+// StreamTargets are the single-address targets of t's streams.
+func StreamTargets(t Target) []Target {
+	if t.Round == nil {
+		return []Target{t}
+	}
+	out := make([]Target, len(t.Round.Endpoints))
+	for i, ep := range t.Round.Endpoints {
+		out[i] = endpointTarget(t, ep)
+	}
+	return out
+}
+
+// JudgeRound judges a round from its endpoints' results, as a probe round is
+// judged: failed when at least failurePercent of them failed.
+func JudgeRound(results []EndpointResult, failurePercent int) Result {
+	return judgeRound(results, failurePercent)
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/testnet"
 	"github.com/resilience-dev/breaker-operator/test/grpctarget"
 	"github.com/resilience-dev/breaker-operator/test/pki"
 )
@@ -74,7 +75,7 @@ func TestProbeGRPCURLIsParsedWithItsDefaults(t *testing.T) {
 }
 
 func TestProbeGRPCConnectionFailuresKeepTheirReasons(t *testing.T) {
-	hanging := hangingListener(t)
+	hanging := testnet.Hanging(t)
 	p := loopbackProber(t)
 	for name, tc := range map[string]struct {
 		p      *Prober
@@ -82,9 +83,9 @@ func TestProbeGRPCConnectionFailuresKeepTheirReasons(t *testing.T) {
 		reason circuitv1alpha1.ProbeReason
 	}{
 		"hanging server":  {p, withTimeout(grpcTarget(GRPC, hanging.Addr().String(), ""), 300*time.Millisecond), ReasonTimeout},
-		"closed port":     {p, grpcTarget(GRPC, closedPort(t), ""), ReasonConnectionRefused},
+		"closed port":     {p, grpcTarget(GRPC, testnet.ClosedPort(t), ""), ReasonConnectionRefused},
 		"unresolvable":    {p, grpcTarget(GRPC, "no-such-host.invalid:9090", ""), ReasonDNS},
-		"guarded address": {New(Options{Guard: mustGuard(t, nil, nil, false)}), grpcTarget(GRPC, closedPort(t), ""), ReasonDenied},
+		"guarded address": {New(Options{Guard: mustGuard(t, nil, nil, false)}), grpcTarget(GRPC, testnet.ClosedPort(t), ""), ReasonDenied},
 	} {
 		start := time.Now()
 		got := tc.p.Probe(context.Background(), tc.target)
@@ -203,7 +204,7 @@ func TestProbeGRPCRoundProbesEachEndpoint(t *testing.T) {
 	down := startGRPCServer(t, grpcServerOptions{})
 	down.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	tg := Target{Scheme: GRPC, Timeout: 2 * time.Second, GRPC: &GRPCSettings{},
-		Round: &Round{Endpoints: []Endpoint{endpointOf(t, up.Addr), endpointOf(t, down.Addr)}, FailurePercent: 50}}
+		Round: &Round{Endpoints: []Endpoint{endpointOf(t, up), endpointOf(t, down)}, FailurePercent: 50}}
 	got := loopbackProber(t).Probe(context.Background(), tg)
 	if got.Success || got.Reason != ReasonGRPCNotServing || len(got.Endpoints) != 2 || !got.Endpoints[0].Success {
 		t.Fatalf("got %+v", got)
@@ -234,4 +235,10 @@ func TestProbeHTTPSPresentsTheClientCertificateAndARotatedOneGetsANewClient(t *t
 	if got := probe(&TLS{CAPEM: certs.CAPEM, ClientCertPEM: certs.Stranger.Cert, ClientKeyPEM: certs.Stranger.Key}); got.Success || got.Reason != ReasonTLS {
 		t.Fatalf("with a certificate the server does not trust: %+v, want tls", got)
 	}
+}
+
+func endpointOf(t *testing.T, s *grpctarget.Server) Endpoint {
+	t.Helper()
+	host, port := s.HostPort(t)
+	return Endpoint{Address: host, Port: port}
 }

@@ -7,59 +7,31 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/resilience-dev/breaker-operator/internal/testnet"
 )
 
 // rawServer accepts connections on loopback and hands each, after the request
 // head was read, to answer. Connections are closed when the test ends.
 func rawServer(t *testing.T, answer func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
+	return testnet.Hold(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go func() {
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				answer(c)
-				<-done
-			}()
+			if line == "\r\n" {
+				break
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		close(done)
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
+		answer(c)
+	}).Addr().String()
 }
 
 // probeWithin probes t and fails the test unless the probe ends within its
@@ -177,7 +149,7 @@ func TestProbeOfABodySlowerThanTheDeadlineTimesOut(t *testing.T) {
 }
 
 func TestProbeOfATLSHandshakeThatNeverCompletesTimesOut(t *testing.T) {
-	ln := hangingListener(t)
+	ln := testnet.Hanging(t)
 	g := NewWithT(t)
 	r := probeWithin(t, loopbackProber(t), mustTarget(t, "https://"+ln.Addr().String()+"/", time.Second, nil))
 	g.Expect(r.Success).To(BeFalse())

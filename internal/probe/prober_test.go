@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/testnet"
 )
 
 const testUserAgent = "breaker-operator-test/1.0"
@@ -42,53 +42,6 @@ func mustTarget(t *testing.T, raw string, timeout time.Duration, expected []stri
 func loopbackProber(t *testing.T) *Prober {
 	t.Helper()
 	return New(Options{Guard: mustGuard(t, nil, nil, true), UserAgent: testUserAgent})
-}
-
-// hangingListener accepts TCP connections on loopback and never answers.
-func hangingListener(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
 
 // quietTLSServer is an httptest TLS server that does not log failed handshakes.
@@ -221,7 +174,7 @@ func TestProbeReusesOneConnectionUnlessFreshConnectionsAreAsked(t *testing.T) {
 
 func TestProbeOfAHangingTargetTimesOutAtItsDeadline(t *testing.T) {
 	const timeout = time.Second
-	addr := hangingListener(t).Addr().String()
+	addr := testnet.Hanging(t).Addr().String()
 	prober := loopbackProber(t)
 	for _, raw := range []string{"http://" + addr + "/", "https://" + addr + "/"} {
 		t.Run(raw, func(t *testing.T) {
@@ -239,7 +192,7 @@ func TestProbeOfAHangingTargetTimesOutAtItsDeadline(t *testing.T) {
 }
 
 func TestProbeOfAClosedPortIsConnectionRefused(t *testing.T) {
-	addr := closedPort(t)
+	addr := testnet.ClosedPort(t)
 	prober := loopbackProber(t)
 	for _, raw := range []string{"http://" + addr + "/", "tcp://" + addr} {
 		t.Run(raw, func(t *testing.T) {
@@ -254,7 +207,7 @@ func TestProbeOfAClosedPortIsConnectionRefused(t *testing.T) {
 
 func TestProbeTCPSucceedsWhenTheConnectionOpens(t *testing.T) {
 	g := NewWithT(t)
-	addr := hangingListener(t).Addr().String()
+	addr := testnet.Hanging(t).Addr().String()
 	res := loopbackProber(t).Probe(context.Background(), mustTarget(t, "tcp://"+addr, 5*time.Second, nil))
 	g.Expect(res.Success).To(BeTrue())
 	g.Expect(res.Reason).To(Equal(ReasonOK))

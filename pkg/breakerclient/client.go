@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/apiready"
 )
 
 // State is the state of a breaker as a Client sees it.
@@ -143,7 +144,14 @@ func New(cfg *rest.Config, opts Options) (*Client, error) {
 	if err := circuitv1alpha1.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("breakerclient: registering the API types: %w", err)
 	}
+	// The watch of breakers waits out an API server outage instead of backing
+	// off for up to a minute, so that callers see the states again at once.
+	gate, err := apiready.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("breakerclient: creating the readiness gate: %w", err)
+	}
 	cacheOpts := cache.Options{
+		NewInformer:          gate.NewInformer,
 		Scheme:               scheme,
 		DefaultLabelSelector: opts.LabelSelector,
 		DefaultTransform:     cache.TransformStripManagedFields(),

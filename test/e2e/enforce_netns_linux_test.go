@@ -38,14 +38,8 @@ import (
 // the same with the guarded Service's EndpointSlices and a client that dials
 // what they hold.
 func TestGuardedServiceRoutesWhereTheBreakerAllows(t *testing.T) {
-	network := newNetns(t, 4)
-	binary := demoTargetBinary(t)
-	targets := make([]*nsTarget, len(network.addrs))
-	for i, addr := range network.addrs {
-		targets[i] = network.startTarget(t, binary, addr)
-	}
+	network, targets := netnsTargets(t, 4)
 	a, b, c, fb := targets[0], targets[1], targets[2], targets[3]
-	startGuardedManager(t, "manager")
 
 	ns := newNamespace(t, "e2e-enforce")
 	ports := []servicePort{{"http", 80, 8080}}

@@ -281,3 +281,18 @@ func demoTargetBinary(t *testing.T) string {
 	}
 	return dst
 }
+
+// netnsTargets runs n demo targets, each on its own address in a network
+// namespace the test creates, and a manager with the default dial guard that
+// reaches them. The namespace, the targets and the manager go with the test.
+func netnsTargets(t *testing.T, n int) (*netns, []*nsTarget) {
+	t.Helper()
+	network := newNetns(t, n)
+	binary := demoTargetBinary(t)
+	targets := make([]*nsTarget, len(network.addrs))
+	for i, addr := range network.addrs {
+		targets[i] = network.startTarget(t, binary, addr)
+	}
+	startGuardedManager(t, "manager")
+	return network, targets
+}

@@ -25,15 +25,9 @@ import (
 // and decides for the Service as a whole. The cases share the targets, so
 // they run one after the other; each heals what it broke.
 func TestServiceTargetProbesEveryEndpointOverARealNetwork(t *testing.T) {
-	network := newNetns(t, 4)
-	binary := demoTargetBinary(t)
-	targets := make([]*nsTarget, len(network.addrs))
-	for i, addr := range network.addrs {
-		targets[i] = network.startTarget(t, binary, addr)
-	}
+	_, targets := netnsTargets(t, 4)
 	// a, b and c are a Service's three endpoints; d replaces c in one case.
 	a, b, c, d := targets[0], targets[1], targets[2], targets[3]
-	startGuardedManager(t, "manager")
 
 	threeReady := func(prefix string) []endpoint {
 		return []endpoint{{a.addr, prefix + "-a", true}, {b.addr, prefix + "-b", true}, {c.addr, prefix + "-c", true}}

@@ -5,6 +5,7 @@ package grpctarget
 import (
 	"crypto/tls"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -84,4 +85,18 @@ type countedConn struct {
 func (c *countedConn) Close() error {
 	c.once.Do(func() { c.open.Add(-1) })
 	return c.Conn.Close()
+}
+
+// HostPort splits the server's address into the host and port of an endpoint.
+func (s *Server) HostPort(t testing.TB) (string, int32) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, int32(n)
 }

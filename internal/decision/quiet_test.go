@@ -1,4 +1,4 @@
-package controller
+package decision
 
 import (
 	"testing"
@@ -21,20 +21,20 @@ func steadyBreaker(t *testing.T) *circuitv1alpha1.CircuitBreaker {
 	})
 	first := decideNow.Add(-10 * time.Second)
 	d := decide(cb, resolvedFor(t, cb), okProbe(first), first, first.Add(time.Millisecond))
-	cb.Status = d.status
+	cb.Status = d.Status
 	return cb
 }
 
-// What settleQuietly takes off the work queue is exactly what Reconcile would
+// What the quiet path takes off the work queue is exactly what Reconcile would
 // not write: the same outcome again on a Closed circuit.
 func TestAQuietDecisionIsOneThatWritesNothing(t *testing.T) {
 	g := NewWithT(t)
 	cb := steadyBreaker(t)
-	g.Expect(quietCandidate(cb)).To(BeTrue())
+	g.Expect(SpecResolves(cb)).To(BeTrue())
 
 	d := decide(cb, resolvedFor(t, cb), okProbe(decideNow), decideNow, decideNow.Add(time.Millisecond))
-	g.Expect(d.quiet()).To(BeTrue())
-	g.Expect(equality.Semantic.DeepEqual(cb.Status, d.status)).To(BeTrue())
+	g.Expect(d.Quiet(cb.Status)).To(BeTrue())
+	g.Expect(equality.Semantic.DeepEqual(cb.Status, d.Status)).To(BeTrue())
 
 	for name, pending := range map[string][]probe.Result{
 		"a failure moves the counter": failedProbe(decideNow),
@@ -45,21 +45,27 @@ func TestAQuietDecisionIsOneThatWritesNothing(t *testing.T) {
 			c.Spec.SlowProbe = "100ms"
 		}
 		d := decide(c, resolvedFor(t, c), pending, decideNow, decideNow.Add(time.Millisecond))
-		g.Expect(d.quiet() && equality.Semantic.DeepEqual(c.Status, d.status)).To(BeFalse(), name)
+		g.Expect(d.Quiet(c.Status)).To(BeFalse(), name)
 	}
 
 	// A success after a failure resets the counter: a write, never quiet.
 	failed := cb.DeepCopy()
 	failed.Status.ConsecutiveFailures = 1
 	d = decide(failed, resolvedFor(t, failed), okProbe(decideNow), decideNow, decideNow.Add(time.Millisecond))
-	g.Expect(equality.Semantic.DeepEqual(failed.Status, d.status)).To(BeFalse())
+	g.Expect(equality.Semantic.DeepEqual(failed.Status, d.Status)).To(BeFalse())
 
 	// No results: nothing to settle.
 	d = decide(cb, resolvedFor(t, cb), nil, decideNow, decideNow.Add(time.Millisecond))
-	g.Expect(d.quiet()).To(BeFalse())
+	g.Expect(d.Quiet(cb.Status)).To(BeFalse())
 }
 
-func TestQuietCandidatesLeaveEverythingElseToReconcile(t *testing.T) {
+// quietly is what the quiet path concludes for a breaker as cached, with a
+// success waiting: whether it may settle it without a reconcile.
+func quietly(cb *circuitv1alpha1.CircuitBreaker) bool {
+	return SpecResolves(cb) && decide(cb, FromSpec(cb), okProbe(decideNow), decideNow, decideNow.Add(time.Millisecond)).Quiet(cb.Status)
+}
+
+func TestQuietDecisionsLeaveEverythingElseToReconcile(t *testing.T) {
 	g := NewWithT(t)
 	for name, mutate := range map[string]func(*circuitv1alpha1.CircuitBreaker){
 		"a new breaker":      func(cb *circuitv1alpha1.CircuitBreaker) { cb.Status.State = "" },
@@ -81,37 +87,22 @@ func TestQuietCandidatesLeaveEverythingElseToReconcile(t *testing.T) {
 	} {
 		cb := steadyBreaker(t)
 		mutate(cb)
-		g.Expect(quietCandidate(cb)).To(BeFalse(), name)
+		g.Expect(quietly(cb)).To(BeFalse(), name)
 	}
 	handled := steadyBreaker(t)
 	handled.Annotations = map[string]string{circuitv1alpha1.ResetAnnotation: "done"}
 	handled.Status.LastHandledReset = "done"
-	g.Expect(quietCandidate(handled)).To(BeTrue(), "a reset already handled")
-}
-
-// A decision on a cache that is behind this manager's last status write is
-// never trusted to write nothing.
-func TestQuietNeedsTheCacheToShowTheLastWrite(t *testing.T) {
-	g := NewWithT(t)
-	r := &CircuitBreakerReconciler{}
-	key := probe.Key{Namespace: "ns", Name: "b"}
-	g.Expect(r.cacheHasLastWrite(key, "5")).To(BeTrue(), "never written by this manager")
-	r.statusWritten.Store(key, "7")
-	g.Expect(r.cacheHasLastWrite(key, "5")).To(BeFalse(), "the cache is behind")
-	g.Expect(r.cacheHasLastWrite(key, "7")).To(BeTrue(), "the cache shows it")
-	_, still := r.statusWritten.Load(key)
-	g.Expect(still).To(BeFalse(), "dropped once seen")
-	g.Expect(r.lockFor(key)).To(BeIdenticalTo(r.lockFor(probe.Key{Namespace: "ns", Name: "b"})))
+	g.Expect(quietly(handled)).To(BeTrue(), "a reset already handled")
 }
 
 func TestOpenAndHalfOpenGoBeforeClosedAndClosedBeforeCounters(t *testing.T) {
 	g := NewWithT(t)
 	tr := func(from, to breaker.State) breaker.Transition { return breaker.Transition{From: from, To: to} }
 	g.Expect(transitionsPriority(nil)).To(Equal(0), "a counter")
-	g.Expect(transitionsPriority([]breaker.Transition{tr(breaker.HalfOpen, breaker.Closed)})).To(Equal(transitionPriority))
-	g.Expect(transitionsPriority([]breaker.Transition{tr(breaker.Closed, breaker.Open)})).To(Equal(stopPriority))
+	g.Expect(transitionsPriority([]breaker.Transition{tr(breaker.HalfOpen, breaker.Closed)})).To(Equal(TransitionPriority))
+	g.Expect(transitionsPriority([]breaker.Transition{tr(breaker.Closed, breaker.Open)})).To(Equal(StopPriority))
 	g.Expect(transitionsPriority([]breaker.Transition{tr(breaker.Open, breaker.HalfOpen), tr(breaker.HalfOpen, breaker.Closed)})).
-		To(Equal(stopPriority), "HalfOpen first, then the trial's outcome")
-	g.Expect(stopPriority).To(BeNumerically(">", transitionPriority))
-	g.Expect(transitionPriority).To(BeNumerically(">", 0))
+		To(Equal(StopPriority), "HalfOpen first, then the trial's outcome")
+	g.Expect(StopPriority).To(BeNumerically(">", TransitionPriority))
+	g.Expect(TransitionPriority).To(BeNumerically(">", 0))
 }

@@ -1,21 +1,14 @@
-package controller
+package decision
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
@@ -25,20 +18,20 @@ import (
 
 func TestParseSpecFillsInTheAPIDefaultsForUnsetFields(t *testing.T) {
 	g := NewWithT(t)
-	s, err := parseSpec(circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{URL: "http://api.example:8080/healthz"}})
+	s, err := ParseSpec(circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{URL: "http://api.example:8080/healthz"}})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(s.policy.Threshold).To(Equal(circuitv1alpha1.DefaultThreshold))
-	g.Expect(s.policy.SuccessThreshold).To(Equal(circuitv1alpha1.DefaultSuccessThreshold))
-	g.Expect(s.policy.Timeout).To(Equal(mustDuration(t, circuitv1alpha1.DefaultTimeout)))
-	g.Expect(s.interval).To(Equal(mustDuration(t, circuitv1alpha1.DefaultInterval)))
-	g.Expect(s.target.Timeout).To(Equal(mustDuration(t, circuitv1alpha1.DefaultRetryTimeout)))
-	g.Expect(s.target.Scheme).To(Equal(probe.HTTP))
-	g.Expect(s.target.Expected).To(Equal(probe.DefaultStatuses))
+	g.Expect(s.Policy.Threshold).To(Equal(circuitv1alpha1.DefaultThreshold))
+	g.Expect(s.Policy.SuccessThreshold).To(Equal(circuitv1alpha1.DefaultSuccessThreshold))
+	g.Expect(s.Policy.Timeout).To(Equal(mustDuration(t, circuitv1alpha1.DefaultTimeout)))
+	g.Expect(s.Interval).To(Equal(mustDuration(t, circuitv1alpha1.DefaultInterval)))
+	g.Expect(s.Target.Timeout).To(Equal(mustDuration(t, circuitv1alpha1.DefaultRetryTimeout)))
+	g.Expect(s.Target.Scheme).To(Equal(probe.HTTP))
+	g.Expect(s.Target.Expected).To(Equal(probe.DefaultStatuses))
 }
 
 func TestParseSpecReadsEveryField(t *testing.T) {
 	g := NewWithT(t)
-	s, err := parseSpec(circuitv1alpha1.CircuitBreakerSpec{
+	s, err := ParseSpec(circuitv1alpha1.CircuitBreakerSpec{
 		Target:           circuitv1alpha1.Target{URL: "tcp://db.example:5432"},
 		Threshold:        3,
 		SuccessThreshold: 2,
@@ -47,13 +40,13 @@ func TestParseSpecReadsEveryField(t *testing.T) {
 		Interval:         "2s",
 	})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(s.policy.Threshold).To(Equal(int32(3)))
-	g.Expect(s.policy.SuccessThreshold).To(Equal(int32(2)))
-	g.Expect(s.policy.Timeout).To(Equal(90 * time.Second))
-	g.Expect(s.interval).To(Equal(2 * time.Second))
-	g.Expect(s.target.Timeout).To(Equal(250 * time.Millisecond))
-	g.Expect(s.target.Scheme).To(Equal(probe.TCP))
-	g.Expect(s.target.Address).To(Equal("db.example:5432"))
+	g.Expect(s.Policy.Threshold).To(Equal(int32(3)))
+	g.Expect(s.Policy.SuccessThreshold).To(Equal(int32(2)))
+	g.Expect(s.Policy.Timeout).To(Equal(90 * time.Second))
+	g.Expect(s.Interval).To(Equal(2 * time.Second))
+	g.Expect(s.Target.Timeout).To(Equal(250 * time.Millisecond))
+	g.Expect(s.Target.Scheme).To(Equal(probe.TCP))
+	g.Expect(s.Target.Address).To(Equal("db.example:5432"))
 }
 
 func TestParseSpecRefusesWhatAdmissionShouldHaveRefusedNamingTheField(t *testing.T) {
@@ -73,7 +66,7 @@ func TestParseSpecRefusesWhatAdmissionShouldHaveRefusedNamingTheField(t *testing
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseSpec(tc.spec)
+			_, err := ParseSpec(tc.spec)
 			NewWithT(t).Expect(err).To(MatchError(ContainSubstring(tc.want)))
 		})
 	}
@@ -81,19 +74,19 @@ func TestParseSpecRefusesWhatAdmissionShouldHaveRefusedNamingTheField(t *testing
 
 func TestParseSpecOfAServiceTargetDefaultsSchemePathAndFailurePercent(t *testing.T) {
 	g := NewWithT(t)
-	s, err := parseSpec(circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{
+	s, err := ParseSpec(circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{
 		Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromString("http")}}})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(s.target.Scheme).To(Equal(probe.HTTP))
-	g.Expect(s.target.Round).NotTo(BeNil())
-	g.Expect(s.target.Round.Path).To(Equal("/"))
-	g.Expect(s.target.Round.FailurePercent).To(Equal(int(circuitv1alpha1.DefaultFailurePercent)))
+	g.Expect(s.Target.Scheme).To(Equal(probe.HTTP))
+	g.Expect(s.Target.Round).NotTo(BeNil())
+	g.Expect(s.Target.Round.Path).To(Equal("/"))
+	g.Expect(s.Target.Round.FailurePercent).To(Equal(int(circuitv1alpha1.DefaultFailurePercent)))
 
-	tcp, err := parseSpec(circuitv1alpha1.CircuitBreakerSpec{FailurePercent: 50, Target: circuitv1alpha1.Target{
+	tcp, err := ParseSpec(circuitv1alpha1.CircuitBreakerSpec{FailurePercent: 50, Target: circuitv1alpha1.Target{
 		Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromInt32(5432), Scheme: circuitv1alpha1.ServiceSchemeTCP}}})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(tcp.target.Scheme).To(Equal(probe.TCP))
-	g.Expect(tcp.target.Round.FailurePercent).To(Equal(50))
+	g.Expect(tcp.Target.Scheme).To(Equal(probe.TCP))
+	g.Expect(tcp.Target.Round.FailurePercent).To(Equal(50))
 }
 
 // The spec ID changes with anything that changes what is probed or how, so
@@ -104,9 +97,9 @@ func TestParseSpecIDChangesWithHowTheTargetIsProbedButHoldsNoValue(t *testing.T)
 	id := func(mutate func(*circuitv1alpha1.CircuitBreakerSpec)) string {
 		spec := *base.DeepCopy()
 		mutate(&spec)
-		s, err := parseSpec(spec)
+		s, err := ParseSpec(spec)
 		g.Expect(err).NotTo(HaveOccurred())
-		return s.specID
+		return s.SpecID
 	}
 	unchanged := id(func(*circuitv1alpha1.CircuitBreakerSpec) {})
 	g.Expect(id(func(s *circuitv1alpha1.CircuitBreakerSpec) { s.Threshold = 9 })).To(Equal(unchanged),
@@ -161,7 +154,7 @@ func TestReadyEndpointsListsReadyAddressesOnTheNamedPortSortedWithoutDuplicates(
 	g := NewWithT(t)
 	fqdn := slice("http", 80, endpoint(nil, "f", "api.example"))
 	fqdn.AddressType = discoveryv1.AddressTypeFQDN
-	got := readyEndpoints([]discoveryv1.EndpointSlice{
+	got := ReadyEndpoints([]discoveryv1.EndpointSlice{
 		slice("http", 8080,
 			endpoint(ptr.To(true), "b", "10.0.0.2"),
 			endpoint(nil, "a", "10.0.0.1"), // readiness unknown counts as ready
@@ -172,30 +165,30 @@ func TestReadyEndpointsListsReadyAddressesOnTheNamedPortSortedWithoutDuplicates(
 		slice("metrics", 9090, endpoint(ptr.To(true), "d", "10.0.0.4")),
 		fqdn,
 	}, "http")
-	g.Expect(got.endpoints).To(Equal([]probe.Endpoint{{Address: "10.0.0.1", Port: 8080}, {Address: "10.0.0.2", Port: 8080}}))
-	g.Expect(got.refs).To(HaveLen(2))
-	g.Expect(got.refs[probe.Endpoint{Address: "10.0.0.2", Port: 8080}].Name).To(Equal("b"))
-	g.Expect(got.problem).To(BeNil())
+	g.Expect(got.Endpoints).To(Equal([]probe.Endpoint{{Address: "10.0.0.1", Port: 8080}, {Address: "10.0.0.2", Port: 8080}}))
+	g.Expect(got.Refs).To(HaveLen(2))
+	g.Expect(got.Refs[probe.Endpoint{Address: "10.0.0.2", Port: 8080}].Name).To(Equal("b"))
+	g.Expect(got.Problem).To(BeNil())
 }
 
 func TestReadyEndpointsMatchesTheUnnamedPortOfASinglePortService(t *testing.T) {
 	g := NewWithT(t)
-	got := readyEndpoints([]discoveryv1.EndpointSlice{slice("", 80, endpoint(nil, "a", "10.0.0.1"))}, "")
-	g.Expect(got.endpoints).To(Equal([]probe.Endpoint{{Address: "10.0.0.1", Port: 80}}))
+	got := ReadyEndpoints([]discoveryv1.EndpointSlice{slice("", 80, endpoint(nil, "a", "10.0.0.1"))}, "")
+	g.Expect(got.Endpoints).To(Equal([]probe.Endpoint{{Address: "10.0.0.1", Port: 80}}))
 }
 
 func TestServicePortNameFindsThePortByNameOrNumber(t *testing.T) {
 	g := NewWithT(t)
 	svc := &corev1.Service{Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "admin", Port: 9000}}}}
-	name, ok := servicePortName(svc, intstr.FromInt32(9000))
+	name, ok := ServicePortName(svc, intstr.FromInt32(9000))
 	g.Expect(ok).To(BeTrue())
 	g.Expect(name).To(Equal("admin"))
-	name, ok = servicePortName(svc, intstr.FromString("http"))
+	name, ok = ServicePortName(svc, intstr.FromString("http"))
 	g.Expect(ok).To(BeTrue())
 	g.Expect(name).To(Equal("http"))
-	_, ok = servicePortName(svc, intstr.FromString("grpc"))
+	_, ok = ServicePortName(svc, intstr.FromString("grpc"))
 	g.Expect(ok).To(BeFalse())
-	_, ok = servicePortName(svc, intstr.FromInt32(8080))
+	_, ok = ServicePortName(svc, intstr.FromInt32(8080))
 	g.Expect(ok).To(BeFalse())
 }
 
@@ -214,8 +207,7 @@ func TestEndpointStatusesCountsFailuresForwardAndDropsEndpointsThatLeft(t *testi
 		{Endpoint: a, Reason: probe.ReasonHTTPStatus},
 	}
 	refs := map[probe.Endpoint]*corev1.ObjectReference{a: {Kind: "Pod", Name: "pod-a"}, b: nil}
-	eps, total, failing := endpointStatuses(prev, results, refs)
-	g.Expect(total).To(Equal(int32(2)))
+	eps, failing := endpointStatuses(prev, results, refs)
 	g.Expect(failing).To(Equal(int32(1)))
 	g.Expect(eps).To(Equal([]circuitv1alpha1.EndpointStatus{
 		{Address: a.Address, Port: a.Port, LastResult: circuitv1alpha1.ProbeFailure, Reason: circuitv1alpha1.ProbeReasonHTTPStatus,
@@ -224,71 +216,62 @@ func TestEndpointStatusesCountsFailuresForwardAndDropsEndpointsThatLeft(t *testi
 	}))
 }
 
-func TestEndpointStatusesListsAtMostMaxStatusEndpointsButCountsAll(t *testing.T) {
+// 70 endpoints: status lists the first 64, says 6 are left out, and keeps the
+// failure counts of the failing ones among those 6 from round to round.
+func TestStatusListsAtMost64EndpointsAndKeepsTheFailingRestWithTheirCounts(t *testing.T) {
 	g := NewWithT(t)
-	refs := map[probe.Endpoint]*corev1.ObjectReference{}
-	var results []probe.EndpointResult
-	for i := range maxStatusEndpoints + 6 {
+	svc := ServiceEndpoints{Refs: map[probe.Endpoint]*corev1.ObjectReference{}}
+	var eps []probe.Endpoint
+	for i := range MaxStatusEndpoints + 6 {
 		e := probe.Endpoint{Address: "10.0.1.1", Port: int32(1000 + i)}
-		refs[e] = nil
-		results = append(results, probe.EndpointResult{Endpoint: e, Reason: probe.ReasonTimeout})
+		svc.Refs[e] = nil
+		eps = append(eps, e)
 	}
-	eps, total, failing := endpointStatuses(nil, results, refs)
-	g.Expect(eps).To(HaveLen(maxStatusEndpoints))
-	g.Expect(total).To(Equal(int32(maxStatusEndpoints + 6)))
-	g.Expect(failing).To(Equal(total))
-	g.Expect(eps[0].Port).To(Equal(int32(1000)))
-	g.Expect(eps[0].ConsecutiveFailures).To(Equal(int32(1)))
+	// Ports 1000 (listed), 1064 and 1069 (left out) fail; the others succeed.
+	failingPorts := map[int32]bool{1000: true, 1064: true, 1069: true}
+	round := probe.Result{Start: time.Unix(1000, 0)}
+	for _, e := range eps {
+		round.Endpoints = append(round.Endpoints, probe.EndpointResult{Endpoint: e, Success: !failingPorts[e.Port]})
+	}
+	cb := &circuitv1alpha1.CircuitBreaker{Spec: circuitv1alpha1.CircuitBreakerSpec{Target: circuitv1alpha1.Target{
+		Service: &circuitv1alpha1.ServiceTarget{Name: "api", Port: intstr.FromInt32(80)}}}}
+	s := statusFromAPI(cb.Status, time.Unix(1000, 0))
+	for range 3 {
+		recordStatus(cb, s, []probe.Result{round}, svc)
+	}
+	st := cb.Status
+	g.Expect(st.Endpoints).To(HaveLen(MaxStatusEndpoints))
+	g.Expect(st.EndpointsTotal).To(BeEquivalentTo(MaxStatusEndpoints + 6))
+	g.Expect(st.EndpointsOmitted).To(BeEquivalentTo(6))
+	g.Expect(st.EndpointsFailing).To(BeEquivalentTo(3))
+	g.Expect(st.Endpoints[0].ConsecutiveFailures).To(BeEquivalentTo(3))
+	g.Expect(st.OmittedFailingEndpoints).To(HaveLen(2))
+	for i, port := range []int32{1064, 1069} {
+		g.Expect(st.OmittedFailingEndpoints[i].Port).To(Equal(port))
+		g.Expect(st.OmittedFailingEndpoints[i].ConsecutiveFailures).To(BeEquivalentTo(3), "port %d", port)
+	}
 }
 
-// breakersForService maps a Service, or an EndpointSlice through its
-// kubernetes.io/service-name label, to the breakers of its namespace that target it.
-func TestBreakersForServiceMapsServicesAndSlicesToTheBreakersTargetingThem(t *testing.T) {
+// Past maxOmittedFailing failing endpoints left out, those that failed longest
+// (the ejected first) are kept, sorted by address and port.
+func TestSetEndpointsKeepsTheLongestFailingWhenTooManyFail(t *testing.T) {
 	g := NewWithT(t)
-	s := runtime.NewScheme()
-	g.Expect(clientgoscheme.AddToScheme(s)).To(Succeed())
-	g.Expect(circuitv1alpha1.AddToScheme(s)).To(Succeed())
-	breaker := func(ns, name, service string) *circuitv1alpha1.CircuitBreaker {
-		cb := &circuitv1alpha1.CircuitBreaker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-		if service != "" {
-			cb.Spec.Target.Service = &circuitv1alpha1.ServiceTarget{Name: service, Port: intstr.FromInt32(80)}
-		} else {
-			cb.Spec.Target.URL = "http://api.example/"
-		}
-		return cb
+	var eps []circuitv1alpha1.EndpointStatus
+	for i := range MaxStatusEndpoints + maxOmittedFailing + 2 {
+		eps = append(eps, circuitv1alpha1.EndpointStatus{Address: "10.0.1.1", Port: int32(1000 + i),
+			LastResult: circuitv1alpha1.ProbeFailure, ConsecutiveFailures: 1})
 	}
-	c := fake.NewClientBuilder().WithScheme(s).
-		WithIndex(&circuitv1alpha1.CircuitBreaker{}, serviceNameField, indexServiceName).
-		WithObjects(
-			breaker("shop", "api-1", "api"),
-			breaker("shop", "api-2", "api"),
-			breaker("shop", "db", "db"),
-			breaker("shop", "by-url", ""),
-			breaker("other", "api", "api"),
-		).Build()
-	r := &CircuitBreakerReconciler{Client: c}
-	ctx := context.Background()
-	names := func(reqs []reconcile.Request) []types.NamespacedName {
-		out := []types.NamespacedName{}
-		for _, req := range reqs {
-			out = append(out, req.NamespacedName)
-		}
-		return out
-	}
-	want := []types.NamespacedName{{Namespace: "shop", Name: "api-1"}, {Namespace: "shop", Name: "api-2"}}
-
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api"}}
-	g.Expect(names(r.breakersForService(ctx, svc))).To(ConsistOf(want))
-
-	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-x7k2p",
-		Labels: map[string]string{discoveryv1.LabelServiceName: "api"}}}
-	g.Expect(names(r.breakersForService(ctx, sl))).To(ConsistOf(want))
-
-	unlabelled := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api"}}
-	g.Expect(r.breakersForService(ctx, unlabelled)).To(BeEmpty(), "a slice without the service-name label belongs to no Service")
-
-	nobody := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
-	g.Expect(r.breakersForService(ctx, nobody)).To(BeEmpty())
+	last := len(eps) - 1
+	eps[last].ConsecutiveFailures = 5
+	eps[last-1].Ejected, eps[last-1].ConsecutiveFailures = true, 3
+	st := &circuitv1alpha1.CircuitBreakerStatus{}
+	setEndpoints(st, eps)
+	g.Expect(st.Endpoints).To(HaveLen(MaxStatusEndpoints))
+	g.Expect(st.OmittedFailingEndpoints).To(HaveLen(maxOmittedFailing))
+	kept := st.OmittedFailingEndpoints
+	g.Expect(kept[len(kept)-2:]).To(Equal(eps[last-1:]))
+	g.Expect(kept[0].Port).To(BeEquivalentTo(1000 + MaxStatusEndpoints))
+	g.Expect(allEndpoints(st)).To(HaveLen(MaxStatusEndpoints + maxOmittedFailing))
 }
 
 func mustDuration(t *testing.T, d circuitv1alpha1.GoDuration) time.Duration {

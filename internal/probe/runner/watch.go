@@ -1,12 +1,11 @@
-package probe
+package runner
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
 // Streamer holds health streams; *Prober is the production Streamer. The
@@ -15,7 +14,7 @@ type Streamer interface {
 	// Watch holds one stream to t (a single address) and calls seen with each
 	// status it sends, until the stream ends or ctx is done. It returns why the
 	// stream ended; unimplemented is true when t cannot be watched, only polled.
-	Watch(ctx context.Context, t Target, seen func(Result)) (ended circuitv1alpha1.ProbeReason, unimplemented bool)
+	Watch(ctx context.Context, t probe.Target, seen func(probe.Result)) (ended circuitv1alpha1.ProbeReason, unimplemented bool)
 }
 
 // Backoff between two attempts to hold a stream: it starts at
@@ -65,7 +64,7 @@ type streamState struct {
 	held     bool
 	// status is the last status received while held; failure is why the last
 	// attempt ended, while not held.
-	status  Result
+	status  probe.Result
 	failure circuitv1alpha1.ProbeReason
 }
 
@@ -75,39 +74,9 @@ type outcome struct {
 }
 
 // watching reports whether t is followed with streams rather than polled.
-func watching(t Target) bool {
+func watching(t probe.Target) bool {
 	return t.Scheme.IsGRPC() && t.GRPC != nil && t.GRPC.Watch &&
 		(t.Round == nil || (t.Round.Unresolved == "" && len(t.Round.Endpoints) > 0))
-}
-
-// watchKey names everything a stream depends on: a change of any (the
-// endpoints, the TLS settings and client certificate, the allowed ranges)
-// re-establishes the streams.
-func watchKey(t Target) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%t|%s", t.Scheme, t.Address, t.Timeout, grpcService(t), t.Restricted, prefixesKey(t.Allowed))
-	if settings := effectiveTLS(t); settings != nil {
-		b.WriteString("|" + settings.key())
-	}
-	if t.Round != nil {
-		fmt.Fprintf(&b, "|%d", t.Round.FailurePercent)
-		for _, ep := range t.Round.Endpoints {
-			fmt.Fprintf(&b, "|%s:%d", ep.Address, ep.Port)
-		}
-	}
-	return b.String()
-}
-
-// streamTargets are the single-address targets of t's streams.
-func streamTargets(t Target) []Target {
-	if t.Round == nil {
-		return []Target{t}
-	}
-	out := make([]Target, len(t.Round.Endpoints))
-	for i, ep := range t.Round.Endpoints {
-		out[i] = endpointTarget(t, ep)
-	}
-	return out
 }
 
 // follow starts, keeps or stops the item's streams to match its target. The
@@ -117,13 +86,13 @@ func (r *Runner) follow(key Key, it *item) {
 		r.unfollow(it)
 		return
 	}
-	k := watchKey(it.target)
+	k := probe.StreamKey(it.target)
 	if it.watch != nil && it.watch.key == k {
 		return
 	}
 	r.unfollow(it)
 	ctx, cancel := context.WithCancel(r.ctx)
-	targets := streamTargets(it.target)
+	targets := probe.StreamTargets(it.target)
 	w := &watch{key: k, cancel: cancel, streams: make([]streamState, len(targets))}
 	it.watch = w
 	ceiling := min(max(it.every, time.Second), maxStreamBackoff)
@@ -146,15 +115,15 @@ func (r *Runner) unfollow(it *item) {
 // hold keeps stream i of w open until ctx ends, re-establishing it with
 // backoff. Each attempt holds a probe slot of the namespace (and of the
 // global pool) for as long as it lasts.
-func (r *Runner) hold(ctx context.Context, key Key, w *watch, i int, t Target, ceiling time.Duration) {
+func (r *Runner) hold(ctx context.Context, key Key, w *watch, i int, t probe.Target, ceiling time.Duration) {
 	delay := minStreamBackoff
 	for {
-		release, ok := r.acquire(ctx, key.Namespace)
+		release, ok := r.slots.acquire(ctx, key.Namespace)
 		if !ok {
 			return
 		}
 		began := time.Now()
-		ended, unimplemented := r.streamer.Watch(ctx, t, func(res Result) { r.streamSaw(key, w, i, res) })
+		ended, unimplemented := r.streamer.Watch(ctx, t, func(res probe.Result) { r.streamSaw(key, w, i, res) })
 		release()
 		if ctx.Err() != nil {
 			return
@@ -186,7 +155,7 @@ func (r *Runner) current(key Key, w *watch) (*item, bool) {
 
 // streamSaw records a status sent on stream i and delivers the target's
 // result if it changed.
-func (r *Runner) streamSaw(key Key, w *watch, i int, res Result) {
+func (r *Runner) streamSaw(key Key, w *watch, i int, res probe.Result) {
 	r.mu.Lock()
 	it, ok := r.current(key, w)
 	if !ok {
@@ -303,7 +272,7 @@ func (r *Runner) pushHeld(key Key, w *watch) {
 }
 
 // result is what the streams say of t now.
-func (w *watch) result(t Target) Result {
+func (w *watch) result(t probe.Target) probe.Result {
 	judge := func(s streamState) (bool, circuitv1alpha1.ProbeReason) {
 		if !s.held {
 			return false, s.failure
@@ -312,12 +281,12 @@ func (w *watch) result(t Target) Result {
 	}
 	if t.Round == nil {
 		ok, reason := judge(w.streams[0])
-		return Result{Success: ok, Reason: reason}
+		return probe.Result{Success: ok, Reason: reason}
 	}
-	results := make([]EndpointResult, len(w.streams))
+	results := make([]probe.EndpointResult, len(w.streams))
 	for i, s := range w.streams {
 		results[i].Endpoint = t.Round.Endpoints[i]
 		results[i].Success, results[i].Reason = judge(s)
 	}
-	return judgeRound(results, t.Round.FailurePercent)
+	return probe.JudgeRound(results, t.Round.FailurePercent)
 }

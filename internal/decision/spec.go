@@ -1,4 +1,4 @@
-package controller
+package decision
 
 import (
 	"fmt"
@@ -13,32 +13,32 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
-// settings is a breaker's spec, parsed once per reconcile.
-type settings struct {
-	policy   breaker.Policy
-	interval time.Duration
-	target   probe.Target
-	// specID identifies what is probed and how; results of an older one are dropped.
-	specID string
+// Settings is a breaker's spec, parsed once per reconcile.
+type Settings struct {
+	Policy   breaker.Policy
+	Interval time.Duration
+	Target   probe.Target
+	// SpecID identifies what is probed and how; results of an older one are dropped.
+	SpecID string
 }
 
-func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
-	var s settings
+func ParseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (Settings, error) {
+	var s Settings
 	var err error
 	// Objects stored without API-server defaulting (old manifests) get the CRD's defaults.
-	s.policy.Threshold = orDefault(spec.Threshold, circuitv1alpha1.DefaultThreshold)
-	s.policy.SuccessThreshold = orDefault(spec.SuccessThreshold, circuitv1alpha1.DefaultSuccessThreshold)
-	if s.policy.Timeout, err = parseDuration("timeout", spec.Timeout, circuitv1alpha1.DefaultTimeout); err != nil {
+	s.Policy.Threshold = orDefault(spec.Threshold, circuitv1alpha1.DefaultThreshold)
+	s.Policy.SuccessThreshold = orDefault(spec.SuccessThreshold, circuitv1alpha1.DefaultSuccessThreshold)
+	if s.Policy.Timeout, err = parseDuration("timeout", spec.Timeout, circuitv1alpha1.DefaultTimeout); err != nil {
 		return s, err
 	}
-	if s.interval, err = parseDuration("interval", spec.Interval, circuitv1alpha1.DefaultInterval); err != nil {
+	if s.Interval, err = parseDuration("interval", spec.Interval, circuitv1alpha1.DefaultInterval); err != nil {
 		return s, err
 	}
 	retryTimeout, err := parseDuration("retryTimeout", spec.RetryTimeout, circuitv1alpha1.DefaultRetryTimeout)
 	if err != nil {
 		return s, err
 	}
-	if err := parsePolicy(spec, &s.policy); err != nil {
+	if err := parsePolicy(spec, &s.Policy); err != nil {
 		return s, err
 	}
 	var statuses []string
@@ -51,19 +51,19 @@ func parseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (settings, error) {
 	if err != nil {
 		return s, fmt.Errorf("http.expectedStatuses: %w", err)
 	}
-	how := retryTimeout.String() + "|" + strings.Join(statuses, ",") + "|" + httpSpecID(spec.HTTP) + grpcSpecID(spec.GRPC)
+	how := retryTimeout.String() + "|" + strings.Join(statuses, ",") + "|" + HTTPSpecID(spec.HTTP) + grpcSpecID(spec.GRPC)
 	if svc := spec.Target.Service; svc != nil {
-		s.target = serviceTarget(svc, retryTimeout, int(orDefault(spec.FailurePercent, circuitv1alpha1.DefaultFailurePercent)))
-		s.specID = fmt.Sprintf("service|%s|%s|%s|%s|%d|%s", svc.Name, svc.Port.String(), s.target.Scheme,
-			s.target.Round.Path, s.target.Round.FailurePercent, how)
+		s.Target = serviceTarget(svc, retryTimeout, int(orDefault(spec.FailurePercent, circuitv1alpha1.DefaultFailurePercent)))
+		s.SpecID = fmt.Sprintf("service|%s|%s|%s|%s|%d|%s", svc.Name, svc.Port.String(), s.Target.Scheme,
+			s.Target.Round.Path, s.Target.Round.FailurePercent, how)
 	} else {
-		if s.target, err = probe.ParseURL(spec.Target.URL, retryTimeout); err != nil {
+		if s.Target, err = probe.ParseURL(spec.Target.URL, retryTimeout); err != nil {
 			return s, fmt.Errorf("target.%w", err)
 		}
-		s.specID = "url|" + spec.Target.URL + "|" + how
+		s.SpecID = "url|" + spec.Target.URL + "|" + how
 	}
-	s.target.Expected = expected
-	grpcSettings(spec, &s.target)
+	s.Target.Expected = expected
+	grpcSettings(spec, &s.Target)
 	return s, nil
 }
 
@@ -100,9 +100,9 @@ func parsePolicy(spec circuitv1alpha1.CircuitBreakerSpec, p *breaker.Policy) err
 	return nil
 }
 
-// seedOf derives the per-breaker seed of its backoff jitter and first-probe
+// SeedOf derives the per-breaker seed of its backoff jitter and first-probe
 // spread from its UID: stable across restarts, different between breakers.
-func seedOf(uid types.UID) uint64 {
+func SeedOf(uid types.UID) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(uid))
 	return h.Sum64()
@@ -138,4 +138,21 @@ func parseDuration(field string, v, def circuitv1alpha1.GoDuration) (time.Durati
 		return 0, fmt.Errorf("%s %q is not a positive duration", field, v)
 	}
 	return d, nil
+}
+
+// HTTPSpecID describes the headers and TLS settings without any value, so that a
+// change of them probes at once while secret values never enter an identifier.
+func HTTPSpecID(h *circuitv1alpha1.HTTPProbe) string {
+	if h == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, hd := range h.Headers {
+		b.WriteString(hd.Name + ";")
+		if hd.ValueFrom != nil {
+			b.WriteString(hd.ValueFrom.SecretKeyRef.Name + "/" + hd.ValueFrom.SecretKeyRef.Key + ";")
+		}
+	}
+	b.WriteString(tlsSpecID(h.TLS))
+	return b.String()
 }

@@ -1,10 +1,8 @@
-package probe
+package runner
 
 import (
 	"context"
-	"net"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,16 +10,20 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/resilience-dev/breaker-operator/internal/probe"
+	"github.com/resilience-dev/breaker-operator/internal/testnet"
+	"github.com/resilience-dev/breaker-operator/test/grpctarget"
 )
 
-func watchTarget(addr, service string) Target {
-	tg := grpcTarget(GRPC, addr, service)
+func watchTarget(addr, service string) probe.Target {
+	tg := grpcTarget(probe.GRPC, addr, service)
 	tg.GRPC.Watch = true
 	return tg
 }
 
 // nextResult waits for a notification of key and returns its newest pending result.
-func nextResult(t *testing.T, r *Runner, notified <-chan Key, key Key, within time.Duration) Result {
+func nextResult(t *testing.T, r *Runner, notified <-chan Key, key Key, within time.Duration) probe.Result {
 	t.Helper()
 	select {
 	case got := <-notified:
@@ -31,12 +33,12 @@ func nextResult(t *testing.T, r *Runner, notified <-chan Key, key Key, within ti
 	case <-time.After(within):
 		t.Fatalf("no result for %v within %v", key, within)
 	}
-	pending := r.Pending(key, "spec")
+	pending := r.View(key, "spec").Pending
 	if len(pending) == 0 {
 		t.Fatalf("notified of %v with nothing pending", key)
 	}
 	last := pending[len(pending)-1]
-	r.Ack(key, last.Start)
+	r.Settle(key, last.Start, time.Time{})
 	return last
 }
 
@@ -45,7 +47,7 @@ func TestRunnerWatchDeliversAStatusChangeAtOnce(t *testing.T) {
 	srv.Health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("watched")
-	r.Schedule(key, "spec", watchTarget(srv.Addr, "api"), time.Now(), time.Hour)
+	r.Plan(key, Plan{SpecID: "spec", Target: watchTarget(srv.Addr, "api"), Next: time.Now(), Every: time.Hour})
 	if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
 		t.Fatalf("first result %+v, want a success", got)
 	}
@@ -53,7 +55,7 @@ func TestRunnerWatchDeliversAStatusChangeAtOnce(t *testing.T) {
 	flipped := time.Now()
 	srv.Health.SetServingStatus("api", healthpb.HealthCheckResponse_NOT_SERVING)
 	got := nextResult(t, r, notified, key, time.Second)
-	if got.Success || got.Reason != ReasonGRPCNotServing {
+	if got.Success || got.Reason != probe.ReasonGRPCNotServing {
 		t.Fatalf("after the flip: %+v, want grpc_not_serving", got)
 	}
 	t.Logf("NOT_SERVING delivered %v after the flip", time.Since(flipped))
@@ -86,7 +88,7 @@ func TestRunnerWatchOfAFlappingTargetDeliversAtMostOneChangeASecond(t *testing.T
 	}})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("flapping")
-	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
+	r.Plan(key, Plan{SpecID: "spec", Target: watchTarget(srv.Addr, ""), Next: time.Now(), Every: time.Hour})
 	const window = 3 * time.Second
 	deadline := time.After(window)
 	results := 0
@@ -111,7 +113,7 @@ func TestRunnerWatchTicksWithTheLastStatusWithoutACall(t *testing.T) {
 	}})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("ticking")
-	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), 200*time.Millisecond)
+	r.Plan(key, Plan{SpecID: "spec", Target: watchTarget(srv.Addr, ""), Next: time.Now(), Every: 200 * time.Millisecond})
 	for range 4 {
 		if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
 			t.Fatalf("tick %+v, want a success", got)
@@ -150,7 +152,7 @@ func TestRunnerWatchFallsBackToCheckWhenWatchIsUnimplemented(t *testing.T) {
 	}})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("fallback")
-	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), 200*time.Millisecond)
+	r.Plan(key, Plan{SpecID: "spec", Target: watchTarget(srv.Addr, ""), Next: time.Now(), Every: 200 * time.Millisecond})
 	for range 3 {
 		if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success {
 			t.Fatalf("result %+v, want a success from Check", got)
@@ -179,14 +181,14 @@ func TestRunnerWatchReestablishesAClosedStreamWithBackoff(t *testing.T) {
 	}})
 	r, _ := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("closing")
-	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
+	r.Plan(key, Plan{SpecID: "spec", Target: watchTarget(srv.Addr, ""), Next: time.Now(), Every: time.Hour})
 	// Attempts at 0, 0.25, 0.75, 1.75 and 3.75 s: four within 3 s, not dozens.
 	time.Sleep(3 * time.Second)
 	if n := watches.Load(); n < 3 || n > 5 {
 		t.Fatalf("%d Watch calls in 3 s, want 3 to 5 (re-established with backoff)", n)
 	}
 	// Between two streams the tick of the held-less target is a failure.
-	pending := r.Pending(key, "spec")
+	pending := r.View(key, "spec").Pending
 	if len(pending) == 0 || !pending[0].Success {
 		t.Fatalf("pending %+v, want the first status delivered", pending)
 	}
@@ -195,24 +197,24 @@ func TestRunnerWatchReestablishesAClosedStreamWithBackoff(t *testing.T) {
 func TestRunnerWatchTickFailsWhileNoStreamIsHeld(t *testing.T) {
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("unreachable")
-	r.Schedule(key, "spec", watchTarget(closedPort(t), ""), time.Now(), 200*time.Millisecond)
+	r.Plan(key, Plan{SpecID: "spec", Target: watchTarget(testnet.ClosedPort(t), ""), Next: time.Now(), Every: 200 * time.Millisecond})
 	for range 3 {
-		if got := nextResult(t, r, notified, key, 5*time.Second); got.Success || got.Reason != ReasonConnectionRefused {
+		if got := nextResult(t, r, notified, key, 5*time.Second); got.Success || got.Reason != probe.ReasonConnectionRefused {
 			t.Fatalf("tick %+v, want a connection_refused failure", got)
 		}
 	}
 }
 
 func TestRunnerWatchOfAServerThatNeverAnswersFailsByTheDeadline(t *testing.T) {
-	hanging := hangingListener(t)
+	hanging := testnet.Hanging(t)
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("hanging")
 	tg := watchTarget(hanging.Addr().String(), "")
 	tg.Timeout = 300 * time.Millisecond
 	start := time.Now()
-	r.Schedule(key, "spec", tg, time.Now(), 500*time.Millisecond)
+	r.Plan(key, Plan{SpecID: "spec", Target: tg, Next: time.Now(), Every: 500 * time.Millisecond})
 	for range 2 {
-		if got := nextResult(t, r, notified, key, 5*time.Second); got.Success || got.Reason != ReasonTimeout {
+		if got := nextResult(t, r, notified, key, 5*time.Second); got.Success || got.Reason != probe.ReasonTimeout {
 			t.Fatalf("tick %+v, want a timeout", got)
 		}
 	}
@@ -225,9 +227,9 @@ func TestRunnerWatchStreamHoldsANamespaceSlot(t *testing.T) {
 	srv := startGRPCServer(t, grpcServerOptions{})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8, PerNamespace: 1})
 	watched, polled := runnerKey("watched"), runnerKey("polled")
-	r.Schedule(watched, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
+	r.Plan(watched, Plan{SpecID: "spec", Target: watchTarget(srv.Addr, ""), Next: time.Now(), Every: time.Hour})
 	nextResult(t, r, notified, watched, 5*time.Second)
-	r.Schedule(polled, "spec", grpcTarget(GRPC, srv.Addr, ""), time.Now(), time.Hour)
+	r.Plan(polled, Plan{SpecID: "spec", Target: grpcTarget(probe.GRPC, srv.Addr, ""), Next: time.Now(), Every: time.Hour})
 	select {
 	case k := <-notified:
 		t.Fatalf("%v probed while the namespace's only slot holds a stream", k)
@@ -245,7 +247,7 @@ func TestRunnerForgetClosesTheStreamAndLeavesNoGoroutineOrConnection(t *testing.
 	before := runtime.NumGoroutine()
 	keys := []Key{runnerKey("a"), runnerKey("b"), runnerKey("c")}
 	for _, k := range keys {
-		r.Schedule(k, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
+		r.Plan(k, Plan{SpecID: "spec", Target: watchTarget(srv.Addr, ""), Next: time.Now(), Every: time.Hour})
 	}
 	for range keys {
 		<-notified
@@ -274,9 +276,9 @@ func TestRunnerNewSpecClosesTheOldStream(t *testing.T) {
 	other := startGRPCServer(t, grpcServerOptions{})
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("moved")
-	r.Schedule(key, "spec", watchTarget(srv.Addr, ""), time.Now(), time.Hour)
+	r.Plan(key, Plan{SpecID: "spec", Target: watchTarget(srv.Addr, ""), Next: time.Now(), Every: time.Hour})
 	nextResult(t, r, notified, key, 5*time.Second)
-	r.Schedule(key, "spec2", watchTarget(other.Addr, ""), time.Now(), time.Hour)
+	r.Plan(key, Plan{SpecID: "spec2", Target: watchTarget(other.Addr, ""), Next: time.Now(), Every: time.Hour})
 	deadline := time.Now().Add(5 * time.Second)
 	for srv.Open() != 0 || other.Open() != 1 {
 		if time.Now().After(deadline) {
@@ -292,27 +294,41 @@ func TestRunnerWatchRoundJudgesEachEndpointsStream(t *testing.T) {
 	r, notified := startRunnerWith(t, loopbackProber(t), Limits{InFlight: 8})
 	key := runnerKey("round")
 	tg := watchTarget("", "")
-	tg.Round = &Round{Endpoints: []Endpoint{endpointOf(t, up.Addr), endpointOf(t, flips.Addr)}, FailurePercent: 50}
-	r.Schedule(key, "spec", tg, time.Now(), time.Hour)
+	tg.Round = &probe.Round{Endpoints: []probe.Endpoint{endpointOf(t, up), endpointOf(t, flips)}, FailurePercent: 50}
+	r.Plan(key, Plan{SpecID: "spec", Target: tg, Next: time.Now(), Every: time.Hour})
 	if got := nextResult(t, r, notified, key, 5*time.Second); !got.Success || len(got.Endpoints) != 2 {
 		t.Fatalf("first round %+v", got)
 	}
 	flips.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	got := nextResult(t, r, notified, key, time.Second)
-	if got.Success || got.Reason != ReasonGRPCNotServing || !got.Endpoints[0].Success || got.Endpoints[1].Success {
+	if got.Success || got.Reason != probe.ReasonGRPCNotServing || !got.Endpoints[0].Success || got.Endpoints[1].Success {
 		t.Fatalf("after one endpoint flipped: %+v", got)
 	}
 }
 
-func endpointOf(t *testing.T, addr string) Endpoint {
+// loopbackProber is a Prober whose guard lets it reach the test servers.
+func loopbackProber(t *testing.T) *probe.Prober {
 	t.Helper()
-	host, port, err := net.SplitHostPort(addr)
+	guard, err := probe.NewGuard(nil, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Endpoint{Address: host, Port: int32(n)}
+	return probe.New(probe.Options{Guard: guard})
+}
+
+func grpcTarget(scheme probe.Scheme, addr, service string) probe.Target {
+	return probe.Target{Scheme: scheme, Address: addr, Timeout: 2 * time.Second, GRPC: &probe.GRPCSettings{Service: service}}
+}
+
+type grpcServerOptions = grpctarget.Options
+
+func startGRPCServer(t *testing.T, o grpcServerOptions) *grpctarget.Server {
+	t.Helper()
+	return grpctarget.Start(t, o)
+}
+
+func endpointOf(t *testing.T, s *grpctarget.Server) probe.Endpoint {
+	t.Helper()
+	host, port := s.HostPort(t)
+	return probe.Endpoint{Address: host, Port: port}
 }

@@ -1,4 +1,7 @@
-package probe
+// Package runner sends each breaker's probes on its own cadence, off the
+// reconcile workers, within bounded slots. It answers three narrow questions
+// of the controller (View, Plan, Settle) and never calls back into it.
+package runner
 
 import (
 	"context"
@@ -6,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
 // Key names the breaker a probe belongs to.
@@ -13,25 +18,31 @@ type Key struct{ Namespace, Name string }
 
 // Doer sends one probe; *Prober is the production Doer.
 type Doer interface {
-	Probe(ctx context.Context, t Target) Result
+	Probe(ctx context.Context, t probe.Target) probe.Result
 }
 
 // Sharer is a Doer that shares resources (HTTP clients and their connections)
 // between the targets that need the same ones. The Runner retains each target
 // while a breaker probes it and releases it when the breaker changes or goes.
 type Sharer interface {
-	Retain(t Target)
-	Release(t Target)
+	Retain(t probe.Target)
+	Release(t probe.Target)
 }
 
 // Limits bound the probes in flight.
 type Limits struct {
-	// InFlight is how many probes may run at once, over all namespaces.
+	// InFlight is how many probes may run at once, over all namespaces. They
+	// are shared fairly between the namespaces that have breakers (see
+	// slotPool): a namespace over its fair share never takes the last free
+	// slots, one of which is kept for each namespace below its share.
 	InFlight int
 	// PerNamespace is how many of them one namespace may hold; zero means no
 	// bound of its own. Probes of a namespace at its bound wait without taking
 	// a slot from anyone else.
 	PerNamespace int
+	// WedgeGrace is how long past its deadline a probe may still be running
+	// before Healthy reports the runner wedged; zero means DefaultWedgeGrace.
+	WedgeGrace time.Duration
 }
 
 // DefaultWedgeGrace is how long past its deadline a probe may still be running
@@ -48,12 +59,12 @@ const MaxPending = 64
 // namespace), so that a hanging target never holds up a reconcile worker or
 // another breaker's probe. It keeps each breaker's cadence on its own: when a
 // probe starts, the next is due a cadence later, whether or not the results
-// before it have been recorded. Results wait in order (at most MaxPending);
-// the runner calls notify for each, and the reconciler reads them with
-// Pending, records them (all at once), acknowledges them with Ack and moves
-// the next probe with Schedule when a decision changes it (a circuit that
-// opens sends its trial at nextRetryTime). A probe whose breaker is forgotten
-// or given a new spec is cancelled, and its slot freed, at once.
+// before it have been recorded. Results wait in order (at most MaxPending) and
+// the runner calls notify for each. The controller asks three things of it:
+// View (what waits, and when the last probe started), Plan (what to probe and
+// when, before it writes a decision) and Settle (which results the written
+// status holds). A probe whose breaker is forgotten or given a new spec is
+// cancelled, and its slot freed, at once.
 //
 // A gRPC target with GRPCSettings.Watch is not polled: the Runner holds its
 // health streams (see watch.go), which deliver each change of status at once,
@@ -62,20 +73,14 @@ type Runner struct {
 	doer     Doer
 	sharer   Sharer
 	streamer Streamer
-	global   chan struct{}
-	perNS    int
-	// WedgeGrace overrides DefaultWedgeGrace (tests).
-	WedgeGrace time.Duration
-	// Hold, when set, is asked before a breaker with results waiting is probed
-	// again; true holds the probe back until Schedule or Ack moves it (the
-	// waiting results will open the circuit, whose decision is not yet taken).
-	Hold func(Key) bool
+	slots    *slotPool
+	// wedgeGrace is how long past its deadline a probe may run before Healthy fails.
+	wedgeGrace time.Duration
 
-	mu         sync.Mutex
-	ctx        context.Context
-	notify     func(Key)
-	items      map[Key]*item
-	namespaces map[string]*nsSlots
+	mu     sync.Mutex
+	ctx    context.Context
+	notify func(Key)
+	items  map[Key]*item
 	// running holds the deadline of every probe whose Doer has not returned,
 	// cancelled or not, by probe number.
 	running map[uint64]time.Time
@@ -89,7 +94,7 @@ type item struct {
 	// specID identifies what is probed; a new one drops older results.
 	specID   string
 	epoch    uint64
-	target   Target
+	target   probe.Target
 	retained bool
 	timer    *time.Timer
 	at       time.Time
@@ -107,27 +112,22 @@ type item struct {
 	cancel     context.CancelFunc
 	// lastStart is when the last probe for this spec started, in flight or done.
 	lastStart time.Time
-	pending   []Result
+	pending   []probe.Result
+	// holdIf is the last plan's test of waiting results (see Plan.HoldIf).
+	holdIf func([]probe.Result) bool
 	// watch holds the streams of a watched gRPC target; nil otherwise.
 	watch *watch
-}
-
-// nsSlots are one namespace's share of the slots.
-type nsSlots struct {
-	ch    chan struct{}
-	users int
 }
 
 // NewRunner returns a Runner within limits.
 func NewRunner(doer Doer, limits Limits) *Runner {
 	r := &Runner{
 		doer:       doer,
-		global:     make(chan struct{}, max(limits.InFlight, 1)),
-		perNS:      limits.PerNamespace,
+		slots:      newSlotPool(limits.InFlight, limits.PerNamespace),
 		ctx:        context.Background(),
 		items:      map[Key]*item{},
-		namespaces: map[string]*nsSlots{},
 		running:    map[uint64]time.Time{},
+		wedgeGrace: limits.WedgeGrace,
 	}
 	r.sharer, _ = doer.(Sharer)
 	r.streamer, _ = doer.(Streamer)
@@ -146,23 +146,110 @@ func (r *Runner) Start(ctx context.Context, notify func(Key)) {
 	}()
 }
 
-// Schedule asks for the next probe of target at time at, and for one every
-// `every` after each probe starts from then on (zero: none of its own). specID
-// names what is probed: when it differs from the last call's, earlier results
-// and timers are dropped and a probe in flight is cancelled. A probe due while
-// another is in flight starts when that one ends.
-func (r *Runner) Schedule(key Key, specID string, target Target, at time.Time, every time.Duration) {
+// View is what the runner knows of a breaker, for one spec.
+type View struct {
+	// Known: the runner has been planned for this breaker (any spec) since it
+	// started. A manager that restarted knows none of its breakers.
+	Known bool
+	// Pending are the results waiting to be recorded, oldest first.
+	Pending []probe.Result
+	// LastStart is when the last probe for this spec started, in flight or
+	// done; zero if none.
+	LastStart time.Time
+}
+
+// View answers, under one lock, what a decision about key needs of the runner.
+func (r *Runner) View(key Key, specID string) View {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	it := r.itemFor(key, specID)
-	r.setTarget(it, target)
-	it.every = every
+	it, ok := r.items[key]
+	v := View{Known: ok}
+	if ok && it.specID == specID {
+		v.LastStart = it.lastStart
+		if len(it.pending) > 0 {
+			v.Pending = slices.Clone(it.pending)
+		}
+	}
+	return v
+}
+
+// Plan is what a decision asks of the runner, before its status is written.
+type Plan struct {
+	// SpecID names what is probed and how: when it differs from the last
+	// plan's, earlier results and timers are dropped and a probe in flight is
+	// cancelled.
+	SpecID string
+	Target probe.Target
+	// Next is when to send the next probe; zero pauses the breaker (its timer
+	// and cadence stop; a probe in flight still delivers its result).
+	Next time.Time
+	// Every is the cadence: when a probe starts, the next is due Every later.
+	// Zero: only the probes a plan asks for.
+	Every time.Duration
+	// HoldIf is asked, with the waiting results (oldest first), before a probe
+	// is sent while results wait: true holds the probe back until the next
+	// Plan or Settle (the waiting results will open the circuit, whose status
+	// is not yet written). It must be pure and quick: it runs under the
+	// runner's lock.
+	HoldIf func([]probe.Result) bool
+}
+
+// Plan sets key's next probe and cadence. A probe due while another is in
+// flight starts when that one ends.
+func (r *Runner) Plan(key Key, p Plan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p.Next.IsZero() {
+		r.pause(key)
+		return
+	}
+	it := r.itemFor(key, p.SpecID)
+	r.setTarget(it, p.Target)
+	it.every, it.holdIf = p.Every, p.HoldIf
 	r.follow(key, it)
-	if it.inFlight && !at.After(time.Now()) {
+	if it.inFlight && !p.Next.After(time.Now()) {
 		// The probe in flight is the one due now; its start sets the next.
 		return
 	}
-	r.arm(key, it, at)
+	r.arm(key, it, p.Next)
+}
+
+// pause stops key's timer and cadence and closes its streams. A probe in
+// flight finishes; its result is still delivered.
+func (r *Runner) pause(key Key) {
+	if it, ok := r.items[key]; ok {
+		if it.timer != nil {
+			it.timer.Stop()
+			it.timer = nil
+		}
+		it.every, it.overdue = 0, false
+		r.unfollow(it)
+	}
+}
+
+// Settle is told after a decision's status is written: the results that
+// started at or before ackThrough are recorded (zero: none), and those of
+// probes that started before discardBefore must never count (a reset at that
+// time; zero: none), so they are dropped and such a probe in flight is
+// cancelled.
+func (r *Runner) Settle(key Key, ackThrough, discardBefore time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	it, ok := r.items[key]
+	if !ok {
+		return
+	}
+	if !ackThrough.IsZero() {
+		it.pending = slices.DeleteFunc(it.pending, func(res probe.Result) bool { return !res.Start.After(ackThrough) })
+	}
+	if !discardBefore.IsZero() {
+		it.pending = slices.DeleteFunc(it.pending, func(res probe.Result) bool { return res.Start.Before(discardBefore) })
+		if it.inFlight && !it.probeStart.IsZero() && it.probeStart.Before(discardBefore) && it.cancel != nil {
+			it.cancel()
+			it.cancel, it.inFlight, it.probe = nil, false, 0
+		}
+	}
+	r.catchUp(key, it)
 }
 
 // arm sets the item's timer to at, unless it is already set to at.
@@ -180,7 +267,7 @@ func (r *Runner) arm(key Key, it *item, at time.Time) {
 
 // setTarget retains the new target before releasing the old one, so that a
 // client both use is not dropped in between.
-func (r *Runner) setTarget(it *item, target Target) {
+func (r *Runner) setTarget(it *item, target probe.Target) {
 	old, had := it.target, it.retained
 	it.target, it.retained = target, r.sharer != nil
 	if r.sharer != nil {
@@ -207,81 +294,11 @@ func (r *Runner) drop(it *item) {
 	}
 }
 
-// Pause cancels the scheduled probes of key and its cadence (a breaker that
-// cannot be probed as specified sends none) and closes its streams. A probe
-// in flight finishes; its
-// result is still delivered.
-func (r *Runner) Pause(key Key) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if it, ok := r.items[key]; ok {
-		if it.timer != nil {
-			it.timer.Stop()
-			it.timer = nil
-		}
-		it.every, it.overdue = 0, false
-		r.unfollow(it)
-	}
-}
-
-// Pending returns the results that wait to be recorded for key and specID,
-// oldest first.
-func (r *Runner) Pending(key Key, specID string) []Result {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	it, ok := r.items[key]
-	if !ok || it.specID != specID || len(it.pending) == 0 {
-		return nil
-	}
-	return append([]Result(nil), it.pending...)
-}
-
-// Ack marks the results that started at or before through as recorded.
-func (r *Runner) Ack(key Key, through time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	it, ok := r.items[key]
-	if !ok {
-		return
-	}
-	it.pending = slices.DeleteFunc(it.pending, func(res Result) bool { return !res.Start.After(through) })
-	r.catchUp(key, it)
-}
-
 // catchUp starts an overdue probe once nothing holds it back.
 func (r *Runner) catchUp(key Key, it *item) {
 	if it.overdue && !it.inFlight && len(it.pending) < MaxPending {
 		r.arm(key, it, time.Now())
 	}
-}
-
-// DiscardBefore drops the pending result of key and cancels its probe in
-// flight if they started before t: a reset at t must not be undone by a probe
-// that was under way when it was handled.
-func (r *Runner) DiscardBefore(key Key, t time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	it, ok := r.items[key]
-	if !ok {
-		return
-	}
-	it.pending = slices.DeleteFunc(it.pending, func(res Result) bool { return res.Start.Before(t) })
-	if it.inFlight && !it.probeStart.IsZero() && it.probeStart.Before(t) && it.cancel != nil {
-		it.cancel()
-		it.cancel, it.inFlight, it.probe = nil, false, 0
-	}
-	r.catchUp(key, it)
-}
-
-// LastStart returns when the last probe of key for specID started, whether it
-// is still in flight or not, or the zero time.
-func (r *Runner) LastStart(key Key, specID string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if it, ok := r.items[key]; ok && it.specID == specID {
-		return it.lastStart
-	}
-	return time.Time{}
 }
 
 // Forget drops everything about key: its timer, its pending result, and its
@@ -292,16 +309,8 @@ func (r *Runner) Forget(key Key) {
 	if it, ok := r.items[key]; ok {
 		r.drop(it)
 		delete(r.items, key)
+		r.slots.removeBreaker(key.Namespace)
 	}
-}
-
-// Knows reports whether the Runner has been asked to probe key (for any spec)
-// since it started: a manager that restarted knows none of its breakers.
-func (r *Runner) Knows(key Key) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.items[key]
-	return ok
 }
 
 // Len returns how many breakers the Runner knows.
@@ -315,7 +324,7 @@ func (r *Runner) Len() int {
 // deadline: the Runner is wedged (a Doer that ignores its context), and only a
 // restart frees what it holds. It serves the manager's /healthz.
 func (r *Runner) Healthy(now time.Time) error {
-	grace := r.WedgeGrace
+	grace := r.wedgeGrace
 	if grace <= 0 {
 		grace = DefaultWedgeGrace
 	}
@@ -345,6 +354,8 @@ func (r *Runner) itemFor(key Key, specID string) *item {
 		fresh.target, fresh.retained = it.target, it.retained
 		it.retained = false
 		r.drop(it)
+	} else {
+		r.slots.addBreaker(key.Namespace)
 	}
 	r.items[key] = fresh
 	return fresh
@@ -363,19 +374,10 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 		r.mu.Unlock()
 		return
 	}
-	if hold := r.Hold; hold != nil && len(it.pending) > 0 {
+	if it.holdIf != nil && len(it.pending) > 0 && it.holdIf(slices.Clone(it.pending)) {
+		it.overdue = true
 		r.mu.Unlock()
-		held := hold(key)
-		r.mu.Lock()
-		if it, ok = r.items[key]; !ok || it.epoch != epoch || it.timer != nil || it.inFlight {
-			r.mu.Unlock() // moved or dropped meanwhile
-			return
-		}
-		if held {
-			it.overdue = true
-			r.mu.Unlock()
-			return
-		}
+		return
 	}
 	if w := it.watch; w != nil && !w.fallback {
 		notify := r.tick(key, it, at)
@@ -392,7 +394,7 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 	r.mu.Unlock()
 	defer cancel()
 
-	release, ok := r.acquire(ctx, key.Namespace)
+	release, ok := r.slots.acquire(ctx, key.Namespace)
 	if !ok {
 		r.finish(key, epoch, id, nil)
 		return
@@ -436,7 +438,7 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 
 // finish stores res (nil: the probe never ran) for the item that sent probe
 // id, if that item and probe are still current, and tells the reconciler.
-func (r *Runner) finish(key Key, epoch, id uint64, res *Result) {
+func (r *Runner) finish(key Key, epoch, id uint64, res *probe.Result) {
 	r.mu.Lock()
 	it, ok := r.items[key]
 	current := ok && it.epoch == epoch && it.probe == id
@@ -451,54 +453,6 @@ func (r *Runner) finish(key Key, epoch, id uint64, res *Result) {
 	r.mu.Unlock()
 	if current && res != nil && notify != nil && ctx.Err() == nil {
 		notify(key)
-	}
-}
-
-// acquire takes a slot of namespace ns, then one of the global pool, waiting
-// for either as long as ctx lasts. release gives both back (once).
-func (r *Runner) acquire(ctx context.Context, ns string) (release func(), ok bool) {
-	var slots *nsSlots
-	if r.perNS > 0 {
-		r.mu.Lock()
-		slots = r.namespaces[ns]
-		if slots == nil {
-			slots = &nsSlots{ch: make(chan struct{}, r.perNS)}
-			r.namespaces[ns] = slots
-		}
-		slots.users++
-		r.mu.Unlock()
-		select {
-		case slots.ch <- struct{}{}:
-		case <-ctx.Done():
-			r.leave(ns, slots, false)
-			return nil, false
-		}
-	}
-	select {
-	case r.global <- struct{}{}:
-	case <-ctx.Done():
-		r.leave(ns, slots, true)
-		return nil, false
-	}
-	return sync.OnceFunc(func() {
-		<-r.global
-		r.leave(ns, slots, true)
-	}), true
-}
-
-// leave gives back a namespace slot (if held) and drops the namespace's
-// entry when no probe of it holds or waits for one.
-func (r *Runner) leave(ns string, slots *nsSlots, held bool) {
-	if slots == nil {
-		return
-	}
-	if held {
-		<-slots.ch
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if slots.users--; slots.users == 0 && r.namespaces[ns] == slots {
-		delete(r.namespaces, ns)
 	}
 }
 

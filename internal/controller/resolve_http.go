@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/net/http/httpguts"
 	corev1 "k8s.io/api/core/v1"
 
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/decision"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
@@ -34,27 +34,10 @@ func specRefs(cb *circuitv1alpha1.CircuitBreaker) []ref {
 	return append(refs, tlsRefs(cb.Namespace, h.TLS)...)
 }
 
-// httpSpecID describes the headers and TLS settings without any value, so that a
-// change of them probes at once while secret values never enter an identifier.
-func httpSpecID(h *circuitv1alpha1.HTTPProbe) string {
-	if h == nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, hd := range h.Headers {
-		b.WriteString(hd.Name + ";")
-		if hd.ValueFrom != nil {
-			b.WriteString(hd.ValueFrom.SecretKeyRef.Name + "/" + hd.ValueFrom.SecretKeyRef.Key + ";")
-		}
-	}
-	b.WriteString(tlsSpecID(h.TLS))
-	return b.String()
-}
-
 // resolveHTTP fills in header values and TLS settings, reading referenced
 // Secrets and ConfigMaps from their watches. A missing reference is a problem:
 // the breaker then probes nothing.
-func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, target *probe.Target) (*problem, error) {
+func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker, target *probe.Target) (*decision.Problem, error) {
 	h := cb.Spec.HTTP
 	if h == nil {
 		return nil, nil
@@ -65,7 +48,7 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 			return refProblem, err
 		}
 		if !httpguts.ValidHeaderFieldValue(value) || len(value) > maxHeaderValueBytes {
-			return &problem{circuitv1alpha1.ReasonInvalidHeaderValue, fmt.Sprintf(
+			return &decision.Problem{Reason: circuitv1alpha1.ReasonInvalidHeaderValue, Message: fmt.Sprintf(
 				"The value of header %s holds bytes that cannot go into an HTTP header (such as CR or LF) "+
 					"or is longer than %d bytes; nothing is probed until it is fixed", hd.Name, maxHeaderValueBytes)}, nil
 		}
@@ -77,7 +60,7 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 // headerValue is a header's literal value or the value of its Secret key. A
 // Secret is used only if it carries circuitv1alpha1.ProbeCredentialsLabel; missing, keyless and
 // unlabelled Secrets get the same answer.
-func (r *CircuitBreakerReconciler) headerValue(ctx context.Context, namespace string, hd circuitv1alpha1.HTTPHeader) (string, *problem, error) {
+func (r *CircuitBreakerReconciler) headerValue(ctx context.Context, namespace string, hd circuitv1alpha1.HTTPHeader) (string, *decision.Problem, error) {
 	if hd.Value != nil {
 		return *hd.Value, nil, nil
 	}
@@ -98,14 +81,14 @@ func (r *CircuitBreakerReconciler) headerValue(ctx context.Context, namespace st
 		}
 	}
 	if !ok {
-		return "", &problem{circuitv1alpha1.ReasonSecretNotAllowed, fmt.Sprintf(
+		return "", &decision.Problem{Reason: circuitv1alpha1.ReasonSecretNotAllowed, Message: fmt.Sprintf(
 			"Secret %s is missing, lacks key %s, or is not labelled %s=true; nothing is probed until it is",
 			sel.Name, sel.Key, circuitv1alpha1.ProbeCredentialsLabel)}, nil
 	}
 	return string(value), nil, nil
 }
 
-func forbidden(kind, name string) *problem {
-	return &problem{circuitv1alpha1.ReasonReferenceForbidden, fmt.Sprintf(
+func forbidden(kind, name string) *decision.Problem {
+	return &decision.Problem{Reason: circuitv1alpha1.ReasonReferenceForbidden, Message: fmt.Sprintf(
 		"The operator is not allowed to read %s %s (RBAC); nothing is probed until it is", kind, name)}
 }

@@ -1,4 +1,4 @@
-package controller
+package decision
 
 import (
 	"fmt"
@@ -30,6 +30,8 @@ func statusFromAPI(st circuitv1alpha1.CircuitBreakerStatus, now time.Time) break
 		Forced:               breaker.Mode(st.ForcedMode),
 		TrippedUntil:         timeOf(st.TrippedUntil),
 		WouldBeOpen:          st.WouldBeOpen,
+		Leading:              st.LeadingSuccesses,
+		Last:                 transitionFromAPI(st.LastTransition),
 	}
 }
 
@@ -45,6 +47,30 @@ func statusToAPI(s breaker.Status, st *circuitv1alpha1.CircuitBreakerStatus) {
 	st.ForcedMode = circuitv1alpha1.Mode(s.Forced)
 	st.TrippedUntil = microTime(s.TrippedUntil)
 	st.WouldBeOpen = s.WouldBeOpen
+	st.LeadingSuccesses = s.Leading
+	st.LastTransition = transitionToAPI(s.Last, s.LastTransitionTime)
+}
+
+func transitionFromAPI(t *circuitv1alpha1.LastTransition) breaker.Transition {
+	if t == nil {
+		return breaker.Transition{}
+	}
+	return breaker.Transition{From: breaker.State(t.From), To: breaker.State(t.To), Reason: string(t.Reason)}
+}
+
+// transitionToAPI is status.lastTransition: the state machine's last
+// transition, at lastTransitionTime; nil before the first.
+func transitionToAPI(t breaker.Transition, at time.Time) *circuitv1alpha1.LastTransition {
+	when := microTime(at)
+	if t.Reason == "" || when == nil {
+		return nil
+	}
+	return &circuitv1alpha1.LastTransition{
+		From:   circuitv1alpha1.State(t.From),
+		To:     circuitv1alpha1.State(t.To),
+		Reason: circuitv1alpha1.TransitionReason(t.Reason),
+		Time:   *when,
+	}
 }
 
 func timeOf(t *metav1.MicroTime) time.Time {
@@ -114,13 +140,13 @@ func setAvailable(cb *circuitv1alpha1.CircuitBreaker, now time.Time) {
 		c.Reason = circuitv1alpha1.ReasonCircuitOpen
 		c.Message = "The circuit is Open: callers should fail fast"
 		if t := cb.Status.NextRetryTime; t != nil {
-			c.Message += " until its trial at " + formatTime(t)
+			c.Message += " until its trial at " + FormatTime(t)
 		} else if cb.Status.ForcedMode == circuitv1alpha1.ModeForcedOpen {
 			c.Message += " while mode is ForcedOpen"
 		}
 	case circuitv1alpha1.StateHalfOpen:
 		c.Reason = circuitv1alpha1.ReasonCircuitHalfOpen
-		c.Message = "The circuit is HalfOpen: trial probes decide whether it closes"
+		c.Message = "The circuit is HalfOpen: trial probes Decide whether it closes"
 	default:
 		c.Status = metav1.ConditionTrue
 		c.Reason = circuitv1alpha1.ReasonCircuitClosed
@@ -131,7 +157,7 @@ func setAvailable(cb *circuitv1alpha1.CircuitBreaker, now time.Time) {
 
 // setReadyFromProbe says whether the breaker probes as specified. A probe the
 // guard refused is the one case where it cannot, short of an invalid spec.
-func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg settings) {
+func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg Settings) {
 	switch lp := cb.Status.LastProbe; {
 	case lp == nil:
 	case lp.Reason == circuitv1alpha1.ProbeReasonDenied:
@@ -145,22 +171,30 @@ func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg se
 			"The target's host name does not resolve; probes count as failures until it does")
 		return
 	}
-	msg := fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.target.Scheme, cfg.interval, cfg.target.Timeout)
-	if g := cfg.target.GRPC; g != nil && g.Watch {
-		msg = fmt.Sprintf("Watching the %s target's health, judged every %s", cfg.target.Scheme, cfg.interval)
+	msg := fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.Target.Scheme, cfg.Interval, cfg.Target.Timeout)
+	if g := cfg.Target.GRPC; g != nil && g.Watch {
+		msg = fmt.Sprintf("Watching the %s target's health, judged every %s", cfg.Target.Scheme, cfg.Interval)
 	}
-	switch cfg.policy.Mode {
+	switch cfg.Policy.Mode {
 	case breaker.ModeForcedOpen:
 		msg = "Mode ForcedOpen holds the circuit Open: nothing is probed until mode is Auto"
 	case breaker.ModeForcedClosed:
 		msg += "; mode ForcedClosed holds the circuit Closed (a dry run)"
 	}
-	if cfg.target.TLS != nil && cfg.target.TLS.InsecureSkipVerify {
+	if cfg.Target.TLS != nil && cfg.Target.TLS.InsecureSkipVerify {
 		field := "http"
-		if cfg.target.GRPC != nil {
+		if cfg.Target.GRPC != nil {
 			field = "grpc"
 		}
 		msg += "; TLS certificate verification is OFF (" + field + ".tls.insecureSkipVerify)"
 	}
 	setReady(cb, now, metav1.ConditionTrue, circuitv1alpha1.ReasonProbing, msg)
+}
+
+// FormatTime formats a status time for messages; "unknown" when unset.
+func FormatTime(t *metav1.MicroTime) string {
+	if t == nil {
+		return "unknown"
+	}
+	return t.UTC().Format(time.RFC3339)
 }

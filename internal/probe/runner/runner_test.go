@@ -1,4 +1,4 @@
-package probe
+package runner
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/resilience-dev/breaker-operator/internal/probe"
 )
 
 // Timing in these tests is generous: the machine may be loaded. Waits for
@@ -44,7 +46,7 @@ func newFakeDoer() *fakeDoer {
 	return &fakeDoer{release: make(chan struct{}), slowFor: 2 * time.Second, started: make(chan string, 1000)}
 }
 
-func (d *fakeDoer) Probe(ctx context.Context, t Target) Result {
+func (d *fakeDoer) Probe(ctx context.Context, t probe.Target) probe.Result {
 	d.mu.Lock()
 	d.calls = append(d.calls, probeCall{address: t.Address, at: time.Now()})
 	d.inFlight++
@@ -65,17 +67,17 @@ func (d *fakeDoer) Probe(ctx context.Context, t Target) Result {
 		select {
 		case <-d.release:
 		case <-ctx.Done():
-			return Result{Reason: ReasonTimeout}
+			return probe.Result{Reason: probe.ReasonTimeout}
 		}
 	case strings.HasPrefix(t.Address, "slow"):
 		select {
 		case <-time.After(d.slowFor):
 		case <-ctx.Done():
-			return Result{Reason: ReasonTimeout}
+			return probe.Result{Reason: probe.ReasonTimeout}
 		}
 	}
 	// The Runner must replace Start with its own.
-	return Result{Start: time.Unix(1, 0), Latency: time.Millisecond, Success: true, Reason: ReasonOK}
+	return probe.Result{Start: time.Unix(1, 0), Latency: time.Millisecond, Success: true, Reason: probe.ReasonOK}
 }
 
 func (d *fakeDoer) callCount() int {
@@ -114,8 +116,8 @@ func startRunnerWith(t *testing.T, d Doer, limits Limits) (*Runner, chan Key) {
 
 func runnerKey(name string) Key { return Key{Namespace: "ns", Name: name} }
 
-func tcpTarget(address string) Target {
-	return Target{Scheme: TCP, Address: address, Timeout: time.Second}
+func tcpTarget(address string) probe.Target {
+	return probe.Target{Scheme: probe.TCP, Address: address, Timeout: time.Second}
 }
 
 func waitStarted(t *testing.T, d *fakeDoer, address string) {
@@ -167,7 +169,7 @@ func TestRunnerFiresAScheduledProbeAtItsTime(t *testing.T) {
 	k := runnerKey("a")
 	at := time.Now().Add(400 * time.Millisecond)
 
-	r.Schedule(k, "spec", tcpTarget("a"), at, 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: at})
 	waitNotified(t, notified, k)
 
 	calls := d.callsTo("a")
@@ -179,7 +181,7 @@ func TestRunnerFiresAScheduledProbeAtItsTime(t *testing.T) {
 func TestRunnerFiresATimeInThePastAtOnce(t *testing.T) {
 	d := newFakeDoer()
 	r, notified := startRunner(t, d, 4)
-	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(-time.Hour), 0)
+	r.Plan(runnerKey("a"), Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now().Add(-time.Hour)})
 	waitNotified(t, notified, runnerKey("a"))
 }
 
@@ -189,19 +191,19 @@ func TestRunnerKeepsTheResultUntilAcknowledged(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	g.Expect(r.Pending(k, "spec")).To(BeEmpty(), "a result before any probe")
-	g.Expect(r.LastStart(k, "spec")).To(BeZero())
+	g.Expect(r.View(k, "spec").Pending).To(BeEmpty(), "a result before any probe")
+	g.Expect(r.View(k, "spec").LastStart).To(BeZero())
 
 	before := time.Now()
-	r.Schedule(k, "spec", tcpTarget("a"), before, 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: before})
 	waitNotified(t, notified, k)
 
 	res, ok := lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue())
 	g.Expect(res.Success).To(BeTrue())
-	g.Expect(res.Reason).To(Equal(ReasonOK))
+	g.Expect(res.Reason).To(Equal(probe.ReasonOK))
 	g.Expect(res.Start).To(BeTemporally(">=", before), "the Runner stamps the start itself")
-	g.Expect(r.LastStart(k, "spec")).To(Equal(res.Start))
+	g.Expect(r.View(k, "spec").LastStart).To(Equal(res.Start))
 
 	again, ok := lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue(), "reading a result does not consume it")
@@ -210,17 +212,17 @@ func TestRunnerKeepsTheResultUntilAcknowledged(t *testing.T) {
 	g.Expect(ok).To(BeFalse(), "a result is only given for its own spec")
 	_, ok = lastPending(r, runnerKey("b"), "spec")
 	g.Expect(ok).To(BeFalse(), "a result is only given for its own key")
-	g.Expect(r.LastStart(k, "other-spec")).To(BeZero())
+	g.Expect(r.View(k, "other-spec").LastStart).To(BeZero())
 
-	r.Ack(k, res.Start.Add(-time.Nanosecond))
+	r.Settle(k, res.Start.Add(-time.Nanosecond), time.Time{})
 	_, ok = lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue(), "an Ack through an earlier start leaves the result")
 
-	r.Ack(runnerKey("unknown"), res.Start)
-	r.Ack(k, res.Start)
+	r.Settle(runnerKey("unknown"), res.Start, time.Time{})
+	r.Settle(k, res.Start, time.Time{})
 	_, ok = lastPending(r, k, "spec")
 	g.Expect(ok).To(BeFalse(), "the acknowledged result is gone")
-	g.Expect(r.LastStart(k, "spec")).To(Equal(res.Start), "lastStart outlives the Ack")
+	g.Expect(r.View(k, "spec").LastStart).To(Equal(res.Start), "lastStart outlives the Ack")
 }
 
 func TestRunnerNotifiesOncePerResult(t *testing.T) {
@@ -229,11 +231,11 @@ func TestRunnerNotifiesOncePerResult(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 	for i := range 3 {
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
+		r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 		waitNotified(t, notified, k)
 		res, ok := lastPending(r, k, "spec")
 		g.Expect(ok).To(BeTrue(), "round %d", i)
-		r.Ack(k, res.Start)
+		r.Settle(k, res.Start, time.Time{})
 	}
 	expectNoNotification(t, notified)
 	g.Expect(d.callCount()).To(Equal(3))
@@ -243,7 +245,7 @@ func TestRunnerWithoutStartProbesButNotifiesNoOne(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
 	r := NewRunner(d, Limits{InFlight: 4})
-	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now(), 0)
+	r.Plan(runnerKey("a"), Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 	waitStarted(t, d, "a")
 	g.Eventually(func() bool {
 		_, ok := lastPending(r, runnerKey("a"), "spec")
@@ -257,13 +259,13 @@ func TestRunnerAProbeDueWhileOneIsInFlightStartsWhenItEnds(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("block-a"), Next: time.Now()})
 	waitStarted(t, d, "block-a")
 	// "Now" while one is in flight is that one.
-	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("block-a"), Next: time.Now()})
 	expectNoProbe(t, d)
 	// A later time that comes while it is still in flight waits for it.
-	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now().Add(50*time.Millisecond), 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("block-a"), Next: time.Now().Add(50 * time.Millisecond)})
 	expectNoProbe(t, d)
 
 	close(d.release)
@@ -272,7 +274,7 @@ func TestRunnerAProbeDueWhileOneIsInFlightStartsWhenItEnds(t *testing.T) {
 	waitNotified(t, notified, k)
 	expectNoProbe(t, d)
 	g.Expect(d.callCount()).To(Equal(2))
-	g.Expect(r.Pending(k, "spec")).To(HaveLen(2), "results wait in order")
+	g.Expect(r.View(k, "spec").Pending).To(HaveLen(2), "results wait in order")
 }
 
 func TestRunnerKeepsTheCadenceWhileResultsWait(t *testing.T) {
@@ -281,20 +283,20 @@ func TestRunnerKeepsTheCadenceWhileResultsWait(t *testing.T) {
 	r, _ := startRunner(t, d, 4)
 	k := runnerKey("a")
 	const every = 100 * time.Millisecond
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), every)
-	g.Eventually(func() int { return len(r.Pending(k, "spec")) }).WithTimeout(waitLimit).Should(BeNumerically(">=", 5))
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now(), Every: every})
+	g.Eventually(func() int { return len(r.View(k, "spec").Pending) }).WithTimeout(waitLimit).Should(BeNumerically(">=", 5))
 	calls := d.callsTo("a")
 	for i := 1; i < len(calls); i++ {
 		g.Expect(calls[i].at.Sub(calls[i-1].at)).To(BeNumerically(">=", every-time.Millisecond),
 			"probe %d started early", i)
 	}
-	pending := r.Pending(k, "spec")
+	pending := r.View(k, "spec").Pending
 	for i := 1; i < len(pending); i++ {
 		g.Expect(pending[i].Start).To(BeTemporally(">", pending[i-1].Start), "results are kept in order")
 	}
 	// Acknowledging through one result drops it and every older one.
-	r.Ack(k, pending[2].Start)
-	g.Expect(r.Pending(k, "spec")[0].Start).To(BeTemporally(">", pending[2].Start))
+	r.Settle(k, pending[2].Start, time.Time{})
+	g.Expect(r.View(k, "spec").Pending[0].Start).To(BeTemporally(">", pending[2].Start))
 }
 
 func TestRunnerHoldsProbesBackWhileMaxPendingResultsWait(t *testing.T) {
@@ -302,14 +304,14 @@ func TestRunnerHoldsProbesBackWhileMaxPendingResultsWait(t *testing.T) {
 	d := newFakeDoer()
 	r, _ := startRunner(t, d, 4)
 	k := runnerKey("a")
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), time.Millisecond)
-	g.Eventually(func() int { return len(r.Pending(k, "spec")) }).WithTimeout(waitLimit).Should(Equal(MaxPending))
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now(), Every: time.Millisecond})
+	g.Eventually(func() int { return len(r.View(k, "spec").Pending) }).WithTimeout(waitLimit).Should(Equal(MaxPending))
 	calls := d.callCount()
 	time.Sleep(50 * time.Millisecond)
 	g.Expect(d.callCount()).To(Equal(calls), "no probe while the queue is full")
-	g.Expect(r.Pending(k, "spec")).To(HaveLen(MaxPending))
+	g.Expect(r.View(k, "spec").Pending).To(HaveLen(MaxPending))
 
-	r.Ack(k, time.Now())
+	r.Settle(k, time.Now(), time.Time{})
 	g.Eventually(d.callCount).WithTimeout(waitLimit).Should(BeNumerically(">", calls), "an Ack lets the overdue probe go")
 }
 
@@ -318,11 +320,11 @@ func TestRunnerScheduleMovesAWaitingTimer(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(200*time.Millisecond), 0)
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(time.Hour), 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now().Add(200 * time.Millisecond)})
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now().Add(time.Hour)})
 	expectNoProbe(t, d)
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 	waitStarted(t, d, "a")
 	waitNotified(t, notified, k)
 }
@@ -333,8 +335,8 @@ func TestRunnerNewSpecDropsEarlierTimers(t *testing.T) {
 	r, _ := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "old", tcpTarget("old"), time.Now().Add(100*time.Millisecond), 0)
-	r.Schedule(k, "new", tcpTarget("new"), time.Now().Add(time.Hour), 0)
+	r.Plan(k, Plan{SpecID: "old", Target: tcpTarget("old"), Next: time.Now().Add(100 * time.Millisecond)})
+	r.Plan(k, Plan{SpecID: "new", Target: tcpTarget("new"), Next: time.Now().Add(time.Hour)})
 	expectNoProbe(t, d)
 	g.Expect(r.Len()).To(Equal(1))
 }
@@ -345,19 +347,19 @@ func TestRunnerNewSpecDropsAnInFlightResult(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "old", tcpTarget("block-old"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "old", Target: tcpTarget("block-old"), Next: time.Now()})
 	waitStarted(t, d, "block-old")
-	r.Schedule(k, "new", tcpTarget("block-new"), time.Now().Add(time.Hour), 0)
+	r.Plan(k, Plan{SpecID: "new", Target: tcpTarget("block-new"), Next: time.Now().Add(time.Hour)})
 	close(d.release)
 	expectNoNotification(t, notified)
 	_, ok := lastPending(r, k, "old")
 	g.Expect(ok).To(BeFalse(), "the old spec's result was kept")
 	_, ok = lastPending(r, k, "new")
 	g.Expect(ok).To(BeFalse(), "the old spec's result was given to the new one")
-	g.Expect(r.LastStart(k, "new")).To(BeZero())
+	g.Expect(r.View(k, "new").LastStart).To(BeZero())
 
 	// The new spec is not held up by the old probe.
-	r.Schedule(k, "new", tcpTarget("new"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "new", Target: tcpTarget("new"), Next: time.Now()})
 	waitStarted(t, d, "new")
 	waitNotified(t, notified, k)
 	_, ok = lastPending(r, k, "new")
@@ -370,9 +372,9 @@ func TestRunnerNewSpecDropsAPendingResult(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "old", tcpTarget("old"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "old", Target: tcpTarget("old"), Next: time.Now()})
 	waitNotified(t, notified, k)
-	r.Schedule(k, "new", tcpTarget("new"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "new", Target: tcpTarget("new"), Next: time.Now()})
 	_, ok := lastPending(r, k, "old")
 	g.Expect(ok).To(BeFalse())
 	waitNotified(t, notified, k)
@@ -384,12 +386,12 @@ func TestRunnerPauseCancelsATimer(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond), 0)
-	r.Pause(k)
-	r.Pause(runnerKey("unknown"))
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now().Add(100 * time.Millisecond)})
+	r.Plan(k, Plan{})
+	r.Plan(runnerKey("unknown"), Plan{})
 	expectNoProbe(t, d)
 
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 	waitStarted(t, d, "a")
 	waitNotified(t, notified, k)
 }
@@ -400,9 +402,9 @@ func TestRunnerPauseLetsAnInFlightProbeDeliver(t *testing.T) {
 	r, notified := startRunner(t, d, 4)
 	k := runnerKey("a")
 
-	r.Schedule(k, "spec", tcpTarget("block-a"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("block-a"), Next: time.Now()})
 	waitStarted(t, d, "block-a")
-	r.Pause(k)
+	r.Plan(k, Plan{})
 	close(d.release)
 	waitNotified(t, notified, k)
 	_, ok := lastPending(r, k, "spec")
@@ -414,7 +416,7 @@ func TestRunnerForgetDropsEverything(t *testing.T) {
 		g := NewWithT(t)
 		d := newFakeDoer()
 		r, _ := startRunner(t, d, 4)
-		r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond), 0)
+		r.Plan(runnerKey("a"), Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now().Add(100 * time.Millisecond)})
 		r.Forget(runnerKey("a"))
 		g.Expect(r.Len()).To(BeZero())
 		expectNoProbe(t, d)
@@ -423,19 +425,19 @@ func TestRunnerForgetDropsEverything(t *testing.T) {
 		g := NewWithT(t)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
-		r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now(), 0)
+		r.Plan(runnerKey("a"), Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 		waitNotified(t, notified, runnerKey("a"))
 		r.Forget(runnerKey("a"))
 		_, ok := lastPending(r, runnerKey("a"), "spec")
 		g.Expect(ok).To(BeFalse())
-		g.Expect(r.LastStart(runnerKey("a"), "spec")).To(BeZero())
+		g.Expect(r.View(runnerKey("a"), "spec").LastStart).To(BeZero())
 		g.Expect(r.Len()).To(BeZero())
 	})
 	t.Run("an in-flight result", func(t *testing.T) {
 		g := NewWithT(t)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
-		r.Schedule(runnerKey("a"), "spec", tcpTarget("block-a"), time.Now(), 0)
+		r.Plan(runnerKey("a"), Plan{SpecID: "spec", Target: tcpTarget("block-a"), Next: time.Now()})
 		waitStarted(t, d, "block-a")
 		r.Forget(runnerKey("a"))
 		close(d.release)
@@ -448,7 +450,7 @@ func TestRunnerForgetDropsEverything(t *testing.T) {
 		g := NewWithT(t)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
-		r.Schedule(runnerKey("b"), "spec", tcpTarget("b"), time.Now().Add(200*time.Millisecond), 0)
+		r.Plan(runnerKey("b"), Plan{SpecID: "spec", Target: tcpTarget("b"), Next: time.Now().Add(200 * time.Millisecond)})
 		r.Forget(runnerKey("a"))
 		waitNotified(t, notified, runnerKey("b"))
 		g.Expect(r.Len()).To(Equal(1))
@@ -461,7 +463,7 @@ func TestRunnerStopsItsTimersWhenItsContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	notified := make(chan Key, 10)
 	r.Start(ctx, func(k Key) { notified <- k })
-	r.Schedule(runnerKey("a"), "spec", tcpTarget("a"), time.Now().Add(200*time.Millisecond), 0)
+	r.Plan(runnerKey("a"), Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now().Add(200 * time.Millisecond)})
 	cancel()
 	expectNoProbe(t, d)
 	expectNoNotification(t, notified)
@@ -473,25 +475,13 @@ func TestRunnerBoundsTheProbesInFlight(t *testing.T) {
 	r, notified := startRunner(t, d, 2)
 	for i := range 6 {
 		name := fmt.Sprintf("block-%d", i)
-		r.Schedule(runnerKey(name), "spec", tcpTarget(name), time.Now(), 0)
+		r.Plan(runnerKey(name), Plan{SpecID: "spec", Target: tcpTarget(name), Next: time.Now()})
 	}
-	for range 2 {
-		select {
-		case <-d.started:
-		case <-time.After(waitLimit):
-			t.Fatal("the first two probes did not start")
-		}
-	}
+	receiveN(t, d.started, 2, "the first two probes did not start")
 	expectNoProbe(t, d)
 
 	close(d.release)
-	for range 6 {
-		select {
-		case <-notified:
-		case <-time.After(waitLimit):
-			t.Fatal("not every probe finished")
-		}
-	}
+	receiveN(t, notified, 6, "not every probe finished")
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g.Expect(d.calls).To(HaveLen(6))
@@ -504,22 +494,16 @@ func TestRunnerSlowProbesDoNotDelayFastOnes(t *testing.T) {
 	r, notified := startRunner(t, d, 64)
 	for i := range 20 {
 		name := fmt.Sprintf("slow-%d", i)
-		r.Schedule(runnerKey(name), "spec", tcpTarget(name), time.Now(), 0)
+		r.Plan(runnerKey(name), Plan{SpecID: "spec", Target: tcpTarget(name), Next: time.Now()})
 	}
-	for range 20 {
-		select {
-		case <-d.started:
-		case <-time.After(waitLimit):
-			t.Fatal("the slow probes did not all start")
-		}
-	}
+	receiveN(t, d.started, 20, "the slow probes did not all start")
 
 	start := time.Now()
 	fast := map[Key]bool{}
 	for i := range 20 {
 		k := runnerKey(fmt.Sprintf("fast-%d", i))
 		fast[k] = true
-		r.Schedule(k, "spec", tcpTarget(k.Name), start, 0)
+		r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget(k.Name), Next: start})
 	}
 	// The slow probes take 2s; the fast ones must not wait for them.
 	deadline := time.After(time.Second)
@@ -542,9 +526,9 @@ func TestRunnerLastStartIsKnownWhileAProbeIsInFlight(t *testing.T) {
 	k := runnerKey("a")
 
 	before := time.Now()
-	r.Schedule(k, "spec", tcpTarget("block-a"), before, 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("block-a"), Next: before})
 	waitStarted(t, d, "block-a")
-	inFlight := r.LastStart(k, "spec")
+	inFlight := r.View(k, "spec").LastStart
 	g.Expect(inFlight).To(BeTemporally(">=", before), "the start of the probe in flight")
 	close(d.release)
 	waitNotified(t, notified, k)
@@ -560,7 +544,7 @@ func TestRunnerNeverStartsAProbeBeforeItsTime(t *testing.T) {
 	k := runnerKey("a")
 
 	at := time.Now().Add(200 * time.Millisecond)
-	r.Schedule(k, "spec", tcpTarget("a"), at, 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: at})
 	waitNotified(t, notified, k)
 	res, ok := lastPending(r, k, "spec")
 	g.Expect(ok).To(BeTrue())
@@ -568,10 +552,10 @@ func TestRunnerNeverStartsAProbeBeforeItsTime(t *testing.T) {
 }
 
 // lastPending is the newest result waiting for key and specID.
-func lastPending(r *Runner, key Key, specID string) (Result, bool) {
-	p := r.Pending(key, specID)
+func lastPending(r *Runner, key Key, specID string) (probe.Result, bool) {
+	p := r.View(key, specID).Pending
 	if len(p) == 0 {
-		return Result{}, false
+		return probe.Result{}, false
 	}
 	return p[len(p)-1], true
 }
@@ -582,12 +566,12 @@ func TestRunnerForgetFreesTheSlotOfAProbeInFlightAtOnce(t *testing.T) {
 	d := newFakeDoer()
 	t.Cleanup(func() { close(d.release) })
 	r, notified := startRunner(t, d, 1)
-	r.Schedule(runnerKey("a"), "spec", tcpTarget("stuck-a"), time.Now(), 0)
+	r.Plan(runnerKey("a"), Plan{SpecID: "spec", Target: tcpTarget("stuck-a"), Next: time.Now()})
 	waitStarted(t, d, "stuck-a")
 	r.Forget(runnerKey("a"))
 
 	// The only slot is free although the stuck Doer has not returned.
-	r.Schedule(runnerKey("b"), "spec", tcpTarget("b"), time.Now(), 0)
+	r.Plan(runnerKey("b"), Plan{SpecID: "spec", Target: tcpTarget("b"), Next: time.Now()})
 	waitStarted(t, d, "b")
 	waitNotified(t, notified, runnerKey("b"))
 }
@@ -599,10 +583,10 @@ func TestRunnerEditsOfOneBreakerNeverTakeEverySlot(t *testing.T) {
 	k := runnerKey("edited")
 	for i := range 50 {
 		addr := fmt.Sprintf("stuck-%d", i)
-		r.Schedule(k, addr, tcpTarget(addr), time.Now(), 0)
+		r.Plan(k, Plan{SpecID: addr, Target: tcpTarget(addr), Next: time.Now()})
 		waitStarted(t, d, addr)
 	}
-	r.Schedule(runnerKey("other"), "spec", tcpTarget("other"), time.Now(), 0)
+	r.Plan(runnerKey("other"), Plan{SpecID: "spec", Target: tcpTarget("other"), Next: time.Now()})
 	waitStarted(t, d, "other")
 	waitNotified(t, notified, runnerKey("other"))
 }
@@ -612,9 +596,9 @@ func TestRunnerCancelsTheProbeInFlightOfAReplacedSpec(t *testing.T) {
 	d := newFakeDoer()
 	r, _ := startRunner(t, d, 4)
 	k := runnerKey("a")
-	r.Schedule(k, "old", tcpTarget("block-old"), time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "old", Target: tcpTarget("block-old"), Next: time.Now()})
 	waitStarted(t, d, "block-old")
-	r.Schedule(k, "new", tcpTarget("new"), time.Now().Add(time.Hour), 0)
+	r.Plan(k, Plan{SpecID: "new", Target: tcpTarget("new"), Next: time.Now().Add(time.Hour)})
 	g.Eventually(func() int {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -630,12 +614,12 @@ func TestRunnerNamespaceAtItsBoundDoesNotStarveAnother(t *testing.T) {
 
 	for i := range 10 {
 		name := fmt.Sprintf("block-%d", i)
-		r.Schedule(nsKey("greedy", name), "spec", tcpTarget(name), time.Now(), 0)
+		r.Plan(nsKey("greedy", name), Plan{SpecID: "spec", Target: tcpTarget(name), Next: time.Now()})
 	}
 	g.Eventually(d.callCount).WithTimeout(waitLimit).Should(Equal(3))
 	for i := range 5 {
 		name := fmt.Sprintf("healthy-%d", i)
-		r.Schedule(nsKey("healthy", name), "spec", tcpTarget(name), time.Now(), 0)
+		r.Plan(nsKey("healthy", name), Plan{SpecID: "spec", Target: tcpTarget(name), Next: time.Now()})
 	}
 	for range 5 {
 		select {
@@ -654,14 +638,20 @@ func TestRunnerNamespaceEntriesGoWhenUnused(t *testing.T) {
 	r, notified := startRunnerWith(t, d, Limits{InFlight: 8, PerNamespace: 2})
 	for i := range 20 {
 		k := nsKey(fmt.Sprintf("ns-%d", i), "a")
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
+		r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 		waitNotified(t, notified, k)
 	}
 	g.Eventually(func() int {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.namespaces)
-	}).WithTimeout(waitLimit).Should(BeZero())
+		r.slots.mu.Lock()
+		defer r.slots.mu.Unlock()
+		return len(r.slots.held)
+	}).WithTimeout(waitLimit).Should(BeZero(), "no entry for a namespace that holds no slot")
+	for i := range 20 {
+		r.Forget(nsKey(fmt.Sprintf("ns-%d", i), "a"))
+	}
+	r.slots.mu.Lock()
+	defer r.slots.mu.Unlock()
+	g.Expect(r.slots.breakers).To(BeEmpty(), "no entry for a namespace without breakers")
 }
 
 func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T) {
@@ -670,9 +660,9 @@ func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
 		k := runnerKey("a")
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
+		r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 		waitNotified(t, notified, k)
-		r.DiscardBefore(k, time.Now())
+		r.Settle(k, time.Time{}, time.Now())
 		_, ok := lastPending(r, k, "spec")
 		g.Expect(ok).To(BeFalse())
 	})
@@ -681,14 +671,14 @@ func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T)
 		d := newFakeDoer()
 		r, notified := startRunner(t, d, 4)
 		k := runnerKey("a")
-		r.Schedule(k, "spec", tcpTarget("block-a"), time.Now(), 0)
+		r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("block-a"), Next: time.Now()})
 		waitStarted(t, d, "block-a")
-		r.DiscardBefore(k, time.Now())
+		r.Settle(k, time.Time{}, time.Now())
 		expectNoNotification(t, notified)
 		_, ok := lastPending(r, k, "spec")
 		g.Expect(ok).To(BeFalse())
 		// The breaker can be probed again at once.
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
+		r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 		waitStarted(t, d, "a")
 		waitNotified(t, notified, k)
 	})
@@ -698,9 +688,9 @@ func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T)
 		r, notified := startRunner(t, d, 4)
 		k := runnerKey("a")
 		before := time.Now()
-		r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 0)
+		r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now()})
 		waitNotified(t, notified, k)
-		r.DiscardBefore(k, before)
+		r.Settle(k, time.Time{}, before)
 		_, ok := lastPending(r, k, "spec")
 		g.Expect(ok).To(BeTrue())
 	})
@@ -709,12 +699,11 @@ func TestRunnerDiscardBeforeDropsResultsOfProbesThatStartedEarlier(t *testing.T)
 func TestRunnerIsUnhealthyWhileAProbeRunsFarPastItsDeadline(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
-	r, notified := startRunner(t, d, 4)
-	r.WedgeGrace = 100 * time.Millisecond
+	r, notified := startRunnerWith(t, d, Limits{InFlight: 4, WedgeGrace: 100 * time.Millisecond})
 	k := runnerKey("a")
 	tg := tcpTarget("stuck-a")
 	tg.Timeout = 50 * time.Millisecond
-	r.Schedule(k, "spec", tg, time.Now(), 0)
+	r.Plan(k, Plan{SpecID: "spec", Target: tg, Next: time.Now()})
 	waitStarted(t, d, "stuck-a")
 	g.Expect(r.Healthy(time.Now())).To(Succeed())
 	g.Expect(r.Healthy(time.Now().Add(time.Second))).To(MatchError(ContainSubstring("1 probes are still running")))
@@ -732,9 +721,9 @@ type sharingDoer struct {
 	retained map[string]int
 }
 
-func (s *sharingDoer) Retain(t Target) { s.mu.Lock(); s.retained[t.Address]++; s.mu.Unlock() }
+func (s *sharingDoer) Retain(t probe.Target) { s.mu.Lock(); s.retained[t.Address]++; s.mu.Unlock() }
 
-func (s *sharingDoer) Release(t Target) {
+func (s *sharingDoer) Release(t probe.Target) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.retained[t.Address]--; s.retained[t.Address] == 0 {
@@ -753,11 +742,11 @@ func TestRunnerRetainsEachBreakersTargetOnceAndReleasesItWhenItGoes(t *testing.T
 	d := &sharingDoer{fakeDoer: newFakeDoer(), retained: map[string]int{}}
 	r := NewRunner(d, Limits{InFlight: 4})
 	later := time.Now().Add(time.Hour)
-	r.Schedule(runnerKey("a"), "s1", tcpTarget("x"), later, 0)
-	r.Schedule(runnerKey("a"), "s1", tcpTarget("x"), later, 0)
-	r.Schedule(runnerKey("b"), "s1", tcpTarget("x"), later, 0)
+	r.Plan(runnerKey("a"), Plan{SpecID: "s1", Target: tcpTarget("x"), Next: later})
+	r.Plan(runnerKey("a"), Plan{SpecID: "s1", Target: tcpTarget("x"), Next: later})
+	r.Plan(runnerKey("b"), Plan{SpecID: "s1", Target: tcpTarget("x"), Next: later})
 	g.Expect(d.count()).To(Equal(map[string]int{"x": 2}))
-	r.Schedule(runnerKey("a"), "s2", tcpTarget("y"), later, 0)
+	r.Plan(runnerKey("a"), Plan{SpecID: "s2", Target: tcpTarget("y"), Next: later})
 	g.Expect(d.count()).To(Equal(map[string]int{"x": 1, "y": 1}))
 	r.Forget(runnerKey("a"))
 	r.Forget(runnerKey("b"))
@@ -767,21 +756,54 @@ func TestRunnerRetainsEachBreakersTargetOnceAndReleasesItWhenItGoes(t *testing.T
 func TestRunnerHoldsTheNextProbeWhileWaitingResultsWillOpenTheCircuit(t *testing.T) {
 	g := NewWithT(t)
 	d := newFakeDoer()
-	r := NewRunner(d, Limits{InFlight: 4})
-	r.Hold = func(Key) bool { return true } // every waiting result "opens" the circuit
-	notified := make(chan Key, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	r.Start(ctx, func(k Key) { notified <- k })
+	r, notified := startRunner(t, d, 4)
+	holdAll := func([]probe.Result) bool { return true } // every waiting result "opens" the circuit
 	k := runnerKey("a")
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now(), 50*time.Millisecond)
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now(), Every: 50 * time.Millisecond, HoldIf: holdAll})
 	waitNotified(t, notified, k)
 	time.Sleep(300 * time.Millisecond)
 	g.Expect(d.callCount()).To(Equal(1), "no probe while the decision on the waiting result is pending")
 
 	// The decision moves the next probe (an Open circuit's trial) and acknowledges the result.
-	r.Schedule(k, "spec", tcpTarget("a"), time.Now().Add(100*time.Millisecond), 50*time.Millisecond)
-	r.Ack(k, time.Now())
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now().Add(100 * time.Millisecond), Every: 50 * time.Millisecond, HoldIf: holdAll})
+	r.Settle(k, time.Now(), time.Time{})
 	waitNotified(t, notified, k)
 	g.Expect(d.callCount()).To(Equal(2))
+}
+
+// A failed status write leaves the plan's hold in force until the retry plans
+// again: the held probe is then sent as that plan says, never lost.
+func TestRunnerAHeldProbeLeavesOnTheNextPlan(t *testing.T) {
+	g := NewWithT(t)
+	d := newFakeDoer()
+	r, notified := startRunner(t, d, 4)
+	k := runnerKey("a")
+	holdAll := func([]probe.Result) bool { return true }
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now(), Every: 50 * time.Millisecond, HoldIf: holdAll})
+	waitNotified(t, notified, k)
+	time.Sleep(200 * time.Millisecond)
+	g.Expect(d.callCount()).To(Equal(1), "held while the waiting result would open the circuit")
+
+	// The retry decides that the result opens nothing after all: same
+	// cadence, a hold that lets it go. No Settle yet (the write is pending).
+	r.Plan(k, Plan{SpecID: "spec", Target: tcpTarget("a"), Next: time.Now(), Every: 50 * time.Millisecond,
+		HoldIf: func([]probe.Result) bool { return false }})
+	waitNotified(t, notified, k)
+	g.Expect(d.callCount()).To(BeNumerically(">=", 2))
+}
+
+// receiveN waits for n values from ch, each within waitLimit, and fails the
+// test with what as the message if one does not come.
+func receiveN[T any](t *testing.T, ch <-chan T, n int, what string) []T {
+	t.Helper()
+	out := make([]T, 0, n)
+	for range n {
+		select {
+		case v := <-ch:
+			out = append(out, v)
+		case <-time.After(waitLimit):
+			t.Fatal(what)
+		}
+	}
+	return out
 }

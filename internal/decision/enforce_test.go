@@ -1,6 +1,7 @@
-package controller
+package decision
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -138,10 +139,10 @@ func enforcingBreaker(state circuitv1alpha1.State, fallback bool, eps ...circuit
 }
 
 func TestPlanEnforcementRoutesByStateAndReportsChanges(t *testing.T) {
-	in := enforceInput{
-		ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
-		target:   []discoveryv1.EndpointSlice{ipSlice("t", discoveryv1.AddressTypeIPv4, 8080, "10.0.0.1", "10.0.0.2", "10.0.0.3")},
-		fallback: []discoveryv1.EndpointSlice{ipSlice("f", discoveryv1.AddressTypeIPv4, 8080, "10.0.9.1")},
+	in := EnforceInput{
+		Ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
+		Target:   []discoveryv1.EndpointSlice{ipSlice("t", discoveryv1.AddressTypeIPv4, 8080, "10.0.0.1", "10.0.0.2", "10.0.0.3")},
+		Fallback: []discoveryv1.EndpointSlice{ipSlice("f", discoveryv1.AddressTypeIPv4, 8080, "10.0.9.1")},
 	}
 	healthy := []circuitv1alpha1.EndpointStatus{passing("10.0.0.1"), passing("10.0.0.2"), passing("10.0.0.3")}
 	oneDown := []circuitv1alpha1.EndpointStatus{failing("10.0.0.1", 3), passing("10.0.0.2"), passing("10.0.0.3")}
@@ -153,7 +154,7 @@ func TestPlanEnforcementRoutesByStateAndReportsChanges(t *testing.T) {
 	tests := []struct {
 		name        string
 		prev, next  *circuitv1alpha1.CircuitBreaker
-		in          enforceInput
+		in          EnforceInput
 		routing     circuitv1alpha1.Routing
 		served      map[string][]string
 		events      []string
@@ -183,14 +184,14 @@ func TestPlanEnforcementRoutesByStateAndReportsChanges(t *testing.T) {
 			served: map[string][]string{}, events: []string{"Warning/TrafficRerouted"}},
 		{name: "Open with a fallback that has no ready endpoint: None",
 			next: enforcingBreaker(circuitv1alpha1.StateOpen, true, healthy...),
-			in:   enforceInput{ports: in.ports, target: in.target}, routing: circuitv1alpha1.RoutingNone, served: map[string][]string{}},
+			in:   EnforceInput{Ports: in.Ports, Target: in.Target}, routing: circuitv1alpha1.RoutingNone, served: map[string][]string{}},
 		{name: "Closed again: back to the target (Normal)",
 			prev: enforcingBreaker(circuitv1alpha1.StateHalfOpen, true, healthy...),
 			next: enforcingBreaker(circuitv1alpha1.StateClosed, true, healthy...), in: in, routing: circuitv1alpha1.RoutingTarget,
 			served: map[string][]string{"api-guarded-ipv4": {"10.0.0.1", "10.0.0.2", "10.0.0.3"}}, events: []string{"Normal/TrafficRerouted"}},
 		{name: "a conflict: no plan, no enforcement status",
 			next: enforcingBreaker(circuitv1alpha1.StateClosed, true, healthy...),
-			in:   enforceInput{conflict: &problem{circuitv1alpha1.ReasonEnforcementConflict, "taken"}}, noPlan: true},
+			in:   EnforceInput{Conflict: &Problem{circuitv1alpha1.ReasonEnforcementConflict, "taken"}}, noPlan: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,12 +206,12 @@ func TestPlanEnforcementRoutesByStateAndReportsChanges(t *testing.T) {
 				g.Expect(tc.next.Status.Enforcement).To(BeNil())
 				return
 			}
-			g.Expect(plan.ports).To(Equal([]corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}))
-			g.Expect(sliceAddrs(plan.slices)).To(Equal(tc.served))
+			g.Expect(plan.Ports).To(Equal([]corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}))
+			g.Expect(sliceAddrs(plan.Slices)).To(Equal(tc.served))
 			g.Expect(tc.next.Status.Enforcement.Routing).To(Equal(tc.routing))
 			var events []string
-			for _, e := range plan.events {
-				events = append(events, e.eventType+"/"+e.reason)
+			for _, e := range plan.Events {
+				events = append(events, e.EventType+"/"+e.Reason)
 			}
 			g.Expect(events).To(Equal(tc.events))
 			for _, ep := range tc.next.Status.Endpoints {
@@ -239,38 +240,78 @@ func TestTheDecisionThatOpensTheCircuitReroutesTheGuardedService(t *testing.T) {
 	g := NewWithT(t)
 	cb := enforcingDecideBreaker(closedWith(2, nil))
 	res := resolvedFor(t, cb)
-	res.enforce = enforceInput{
-		ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
-		target:   []discoveryv1.EndpointSlice{ipSlice("t", discoveryv1.AddressTypeIPv4, 8080, "10.0.0.1", "10.0.0.2")},
-		fallback: []discoveryv1.EndpointSlice{ipSlice("f", discoveryv1.AddressTypeIPv4, 8080, "10.0.9.1")},
+	res.Enforce = EnforceInput{
+		Ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
+		Target:   []discoveryv1.EndpointSlice{ipSlice("t", discoveryv1.AddressTypeIPv4, 8080, "10.0.0.1", "10.0.0.2")},
+		Fallback: []discoveryv1.EndpointSlice{ipSlice("f", discoveryv1.AddressTypeIPv4, 8080, "10.0.9.1")},
 	}
 	failed := []probe.Result{{Success: false, Reason: circuitv1alpha1.ProbeReasonHTTPStatus, Start: decideNow.Add(-time.Second)}}
 
 	d := decide(cb, res, failed, decideNow.Add(-time.Second), decideNow)
-	g.Expect(d.status.State).To(Equal(circuitv1alpha1.StateOpen))
-	g.Expect(d.status.Enforcement.Routing).To(Equal(circuitv1alpha1.RoutingFallback))
-	g.Expect(sliceAddrs(d.enforce.slices)).To(Equal(map[string][]string{"api-guarded-ipv4": {"10.0.9.1"}}))
-	g.Expect(d.enforce.events).To(HaveLen(1))
-	g.Expect(d.enforce.events[0].reason).To(Equal(circuitv1alpha1.EventTrafficRerouted))
-	g.Expect(d.enforce.events[0].message).To(ContainSubstring("api-degraded"))
+	g.Expect(d.Status.State).To(Equal(circuitv1alpha1.StateOpen))
+	g.Expect(d.Status.Enforcement.Routing).To(Equal(circuitv1alpha1.RoutingFallback))
+	g.Expect(sliceAddrs(d.Effects.Enforce.Slices)).To(Equal(map[string][]string{"api-guarded-ipv4": {"10.0.9.1"}}))
+	g.Expect(d.Effects.Enforce.Events).To(HaveLen(1))
+	g.Expect(d.Effects.Enforce.Events[0].Reason).To(Equal(circuitv1alpha1.EventTrafficRerouted))
+	g.Expect(d.Effects.Enforce.Events[0].Message).To(ContainSubstring("api-degraded"))
 
 	// Deciding again from the stored status plans the same slices and no Event.
 	stored := cb.DeepCopy()
-	stored.Status = d.status
+	stored.Status = d.Status
 	again := decide(stored, res, nil, decideNow.Add(-time.Second), decideNow)
-	g.Expect(again.enforce.slices).To(Equal(d.enforce.slices))
-	g.Expect(again.enforce.events).To(BeEmpty())
+	g.Expect(again.Effects.Enforce.Slices).To(Equal(d.Effects.Enforce.Slices))
+	g.Expect(again.Effects.Enforce.Events).To(BeEmpty())
 }
 
 func TestAConflictingServiceSetsReadyFalseAndPlansNothing(t *testing.T) {
 	g := NewWithT(t)
 	cb := enforcingDecideBreaker(closedWith(0, nil))
 	res := resolvedFor(t, cb)
-	res.enforce = enforceInput{conflict: &problem{circuitv1alpha1.ReasonEnforcementConflict, "taken"}}
+	res.Enforce = EnforceInput{Conflict: &Problem{circuitv1alpha1.ReasonEnforcementConflict, "taken"}}
 	d := decide(cb, res, nil, time.Time{}, decideNow)
-	g.Expect(d.enforce).To(BeNil())
-	g.Expect(d.status.Enforcement).To(BeNil())
-	ready := apimeta.FindStatusCondition(d.status.Conditions, circuitv1alpha1.ConditionReady)
+	g.Expect(d.Effects.Enforce).To(BeNil())
+	g.Expect(d.Status.Enforcement).To(BeNil())
+	ready := apimeta.FindStatusCondition(d.Status.Conditions, circuitv1alpha1.ConditionReady)
 	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 	g.Expect(ready.Reason).To(Equal(circuitv1alpha1.ReasonEnforcementConflict))
+}
+
+// Endpoint 69 of 70 is past status.endpoints (64): its failure count, kept in
+// omittedFailingEndpoints, ejects it like any other, and a decision taken
+// again from the stored status (as after a restart) keeps it ejected without
+// a second Event.
+func TestPlanEnforcementEjectsAnEndpointPastTheStatusList(t *testing.T) {
+	g := NewWithT(t)
+	var addrs []string
+	var listed []circuitv1alpha1.EndpointStatus
+	for i := range MaxStatusEndpoints + 6 {
+		addrs = append(addrs, fmt.Sprintf("10.0.1.%d", 100+i))
+		if i < MaxStatusEndpoints {
+			listed = append(listed, passing(addrs[i]))
+		}
+	}
+	in := EnforceInput{Ports: []corev1.ServicePort{{Name: "http", Port: 80}},
+		Target: []discoveryv1.EndpointSlice{ipSlice("t", discoveryv1.AddressTypeIPv4, 8080, addrs...)}}
+	outlier := addrs[68]
+	cb := enforcingBreaker(circuitv1alpha1.StateClosed, false, listed...)
+	cb.Status.OmittedFailingEndpoints = []circuitv1alpha1.EndpointStatus{failing(outlier, 3)}
+	prev := cb.Status.DeepCopy()
+	prev.Enforcement = &circuitv1alpha1.EnforcementStatus{ServiceName: "api-guarded", Routing: circuitv1alpha1.RoutingTarget}
+
+	plan := planEnforcement(cb, prev, in)
+	g.Expect(sliceAddrs(plan.Slices)["api-guarded-ipv4"]).To(HaveLen(len(addrs) - 1))
+	g.Expect(sliceAddrs(plan.Slices)["api-guarded-ipv4"]).NotTo(ContainElement(outlier))
+	g.Expect(cb.Status.Endpoints).To(HaveLen(MaxStatusEndpoints))
+	g.Expect(cb.Status.OmittedFailingEndpoints).To(HaveLen(1))
+	g.Expect(cb.Status.OmittedFailingEndpoints[0].Ejected).To(BeTrue())
+	g.Expect(cb.Status.Enforcement.EndpointsEjected).To(BeEquivalentTo(1))
+	g.Expect(plan.Events).To(HaveLen(1))
+	g.Expect(plan.Events[0].Reason).To(Equal(circuitv1alpha1.EventEndpointEjected))
+	g.Expect(plan.Events[0].Message).To(ContainSubstring(outlier))
+
+	stored := cb.DeepCopy()
+	again := planEnforcement(stored, &cb.Status, in)
+	g.Expect(again.Slices).To(Equal(plan.Slices))
+	g.Expect(again.Events).To(BeEmpty())
+	g.Expect(stored.Status).To(Equal(cb.Status))
 }
