@@ -34,7 +34,8 @@ func tlsRefs(namespace string, t *circuitv1alpha1.TLSConfig) []ref {
 // resolveTLS fills in the target's TLS settings, reading the CA bundle and the
 // client certificate from their watches. A missing or unusable reference is a
 // problem: the breaker then probes nothing.
-func (r *CircuitBreakerReconciler) resolveTLS(ctx context.Context, namespace string, t *circuitv1alpha1.TLSConfig, target *probe.Target) (*decision.Problem, error) {
+func (r *CircuitBreakerReconciler) resolveTLS(ctx context.Context, namespace string, t *circuitv1alpha1.TLSConfig,
+	target *probe.Target) (*decision.Problem, error) {
 	if t == nil {
 		return nil, nil
 	}
