@@ -90,11 +90,12 @@ test-e2e: envtest-assets build ## Run the black-box e2e tests: bin/manager and k
 
 DEMO_SECONDS ?= 0
 DEMO_INTERACTIVE ?= 0
+DEMO_GRPC ?= 0
 .PHONY: demo
-demo: envtest-assets build ## Show the operator at work on a local control plane: it plays a break-and-heal cycle, then waits for you (Ctrl-C stops it; DEMO_SECONDS=N after N s; DEMO_INTERACTIVE=1 skips the cycle).
+demo: envtest-assets build ## Show the operator at work on a local control plane: it plays a break-and-heal cycle, then waits for you (Ctrl-C stops it; DEMO_SECONDS=N after N s; DEMO_INTERACTIVE=1 skips the cycle; DEMO_GRPC=1 plays it on the gRPC sample, a Health/Watch stream).
 	go build -o bin/demo-target ./cmd/demo-target
 	go build -o bin/demo ./cmd/demo
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/demo --seconds=$(DEMO_SECONDS) --interactive=$(DEMO_INTERACTIVE)
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/demo --seconds=$(DEMO_SECONDS) --interactive=$(DEMO_INTERACTIVE) --grpc=$(DEMO_GRPC)
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint, with the Kubernetes API conventions (kube-api-linter) on api/.

@@ -61,15 +61,19 @@ type StatusRange string
 // +kubebuilder:validation:XValidation:rule="has(self.url) != has(self.service)",message="exactly one of target.url and target.service must be set"
 type Target struct {
 	// url is the address probed: http://host[:port]/path or https://host[:port]/path
-	// for an HTTP GET, or tcp://host:port for a TCP connect. Credentials in the URL are
-	// never logged nor written to status. Exactly one of url and service is set.
+	// for an HTTP GET, tcp://host:port for a TCP connect, or grpc://host:port
+	// (plaintext) or grpcs://host:port (TLS) for a call of the standard gRPC health
+	// service, grpc.health.v1.Health (tuned by spec.grpc; its defaults without it).
+	// Credentials in the URL are never logged nor written to status. Exactly one of
+	// url and service is set.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="url must be an absolute URL such as http://host:8080/healthz or tcp://host:5432"
-	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['http', 'https', 'tcp']",message="url scheme must be http, https or tcp"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['http', 'https', 'tcp', 'grpc', 'grpcs']",message="url scheme must be http, https, tcp, grpc or grpcs"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="url must name a host"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() != 'tcp' || url(self).getPort() != ''",message="a tcp url must name a port, such as tcp://host:5432"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !(url(self).getScheme() in ['grpc', 'grpcs']) || (url(self).getPort() != '' && url(self).getEscapedPath() in ['', '/'] && url(self).getQuery().size() == 0)",message="a grpc or grpcs url must name a port and nothing after it, such as grpc://host:9090"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][-A-Za-z0-9+.]*://[^/?#]*:0*(0|[7-9][0-9]{4}|6[6-9][0-9]{3}|65[6-9][0-9]{2}|655[4-9][0-9]|6553[6-9]|[0-9]{6,})([/?#].*)?$')",message="url port must be from 1 to 65535"
 	URL string `json:"url,omitempty"`
 
@@ -118,6 +122,8 @@ type ServiceTarget struct {
 	Path string `json:"path,omitempty"`
 
 	// scheme is HTTP or HTTPS (a GET of path) or TCP (a connect). Defaults to HTTP.
+	// With spec.grpc, each endpoint is called with the gRPC health service instead:
+	// in plaintext for HTTP, over TLS for HTTPS; TCP is refused.
 	// +optional
 	// +kubebuilder:default=HTTP
 	Scheme ServiceScheme `json:"scheme,omitempty"`
@@ -200,7 +206,51 @@ type KeySelector struct {
 	Key string `json:"key,omitempty"`
 }
 
-// TLSConfig configures how an https target's certificate is verified.
+// GRPCProbe tunes how gRPC targets are probed: with the standard health service,
+// grpc.health.v1.Health, as kubelet's gRPC probe and grpc-health-probe call it.
+type GRPCProbe struct {
+	// service is the service name sent in each Health/Check or Health/Watch call;
+	// empty (the default) asks about the server as a whole. SERVING is a success;
+	// NOT_SERVING, SERVICE_UNKNOWN and UNKNOWN are failures (probe reasons
+	// grpc_not_serving, grpc_service_unknown, grpc_unknown).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[!-~]*$`
+	//nolint:kubeapilinter // "" is a meaningful value (the whole server), the protocol's own default.
+	Service string `json:"service,omitempty"`
+
+	// watch holds one Health/Watch stream per target (per endpoint for a Service)
+	// instead of calling Health/Check every interval: each status change reaches
+	// the breaker at once (at most one a second; a faster one is delivered at the
+	// end of that second), and each interval the status last seen counts as a
+	// probe, without a call. A stream is re-established with backoff; while none
+	// is held, each interval counts as a failed probe with the reason of the last
+	// attempt. A server that answers UNIMPLEMENTED is called with Health/Check
+	// instead. Each stream holds one of the namespace's probe slots for as long as
+	// it lives. Defaults to false.
+	// +optional
+	//nolint:kubeapilinter // false and unset mean the same (poll with Check), so no pointer is needed.
+	Watch bool `json:"watch,omitempty"`
+
+	// tls configures certificate verification and the client certificate for
+	// grpcs:// targets and Service targets with scheme HTTPS. Without it the
+	// system roots verify the server's certificate for the URL's host name.
+	// +optional
+	TLS *TLSConfig `json:"tls,omitempty"`
+}
+
+// LocalSecretReference names a Secret in the breaker's namespace.
+type LocalSecretReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name,omitempty"`
+}
+
+// TLSConfig configures how an https or grpcs target's certificate is verified,
+// and the certificate the probe presents.
 type TLSConfig struct {
 	// caBundle selects a ConfigMap key in the breaker's namespace holding PEM CA
 	// certificates that verify the server, instead of the system roots.
@@ -220,6 +270,17 @@ type TLSConfig struct {
 	// +optional
 	//nolint:kubeapilinter // false and unset mean the same (verify), so no pointer is needed.
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+
+	// clientCertificateSecretRef names a Secret of type kubernetes.io/tls in the
+	// breaker's namespace whose tls.crt and tls.key the probe presents to targets
+	// that require mutual TLS. Like header Secrets, it is used only if labelled
+	// circuit.resilience.dev/probe-credentials=true; while it is missing, unlabelled
+	// or invalid the breaker probes nothing and says so in its Ready condition. A
+	// change of the Secret is used from the next probe (or stream) on. Its content is
+	// never logged nor written to status.
+	// +optional
+	//nolint:kubeapilinter // a pointer, so that readers test for nil; omitzero leaves it out when unset.
+	ClientCertificateSecretRef *LocalSecretReference `json:"clientCertificateSecretRef,omitzero"`
 }
 
 // CircuitBreakerSpec defines the desired behaviour of a CircuitBreaker.
@@ -228,6 +289,9 @@ type TLSConfig struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.slowProbe) || !has(self.retryTimeout) || !self.slowProbe.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || !self.retryTimeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || duration(self.slowProbe) < duration(self.retryTimeout)",message="slowProbe must be less than retryTimeout",fieldPath=".slowProbe"
 // +kubebuilder:validation:XValidation:rule="!has(self.backoff) || !has(self.timeout) || !self.backoff.maxTimeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || !self.timeout.matches('^([0-9]{1,6}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') || duration(self.backoff.maxTimeout) >= duration(self.timeout)",message="backoff.maxTimeout must be at least timeout",fieldPath=".backoff.maxTimeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.http) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('http') : (!has(self.target.service) || !has(self.target.service.scheme) || self.target.service.scheme != 'TCP'))",message="http applies only to http:// and https:// targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.http) || !has(self.grpc)",message="http and grpc are mutually exclusive: set at most one"
+// +kubebuilder:validation:XValidation:rule="!has(self.grpc) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('grpc') : (!has(self.target.service) || !has(self.target.service.scheme) || self.target.service.scheme != 'TCP'))",message="grpc applies only to grpc:// and grpcs:// targets and to HTTP or HTTPS Service targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.grpc) || !has(self.grpc.tls) || (has(self.target.url) ? self.target.url.lowerAscii().startsWith('grpcs') : (has(self.target.service) && has(self.target.service.scheme) && self.target.service.scheme == 'HTTPS'))",message="grpc.tls applies only to grpcs:// targets and Service targets with scheme HTTPS"
 // +kubebuilder:validation:XValidation:rule="!has(self.enforce) || has(self.target.service)",message="enforce applies only to target.service"
 // +kubebuilder:validation:XValidation:rule="!has(self.enforce) || !has(self.target.service) || (self.enforce.serviceName != self.target.service.name && (!has(self.enforce.fallback) || self.enforce.fallback.serviceName != self.enforce.serviceName))",message="enforce.serviceName must differ from target.service.name and enforce.fallback.serviceName"
 type CircuitBreakerSpec struct {
@@ -286,9 +350,17 @@ type CircuitBreakerSpec struct {
 	// +kubebuilder:validation:Maximum=100
 	FailurePercent int32 `json:"failurePercent,omitempty"`
 
-	// http tunes the probe of HTTP(S) targets; it is refused for TCP targets.
+	// http tunes the probe of HTTP(S) targets; it is refused for TCP and gRPC targets.
 	// +optional
 	HTTP *HTTPProbe `json:"http,omitempty"`
+
+	// grpc makes the breaker probe with the standard gRPC health service
+	// (grpc.health.v1.Health) and tunes it: for grpc:// and grpcs:// URLs (which
+	// use its defaults without it) and for Service targets, whose every ready
+	// endpoint is then called. Each call's deadline is retryTimeout. Mutually
+	// exclusive with http.
+	// +optional
+	GRPC *GRPCProbe `json:"grpc,omitempty"`
 
 	// failureRate also opens the circuit when, among the last window probes, at
 	// least percent failed. threshold still applies: whichever is reached first
@@ -351,6 +423,10 @@ type LastProbe struct {
 	// dns (the target's host name did not resolve);
 	// tls (the TLS handshake or the certificate's verification failed);
 	// http_status (the answer's status is not in http.expectedStatuses);
+	// grpc_not_serving (a gRPC target's health service answered NOT_SERVING);
+	// grpc_service_unknown (it does not know grpc.service: SERVICE_UNKNOWN, or NOT_FOUND from Check);
+	// grpc_unknown (it answered UNKNOWN);
+	// grpc_status (a gRPC health call failed with another gRPC status code);
 	// denied (the operator's probe guard refused the target's address);
 	// no_endpoints (a Service target had no ready endpoint, or could not be resolved to endpoints);
 	// slow (the answer was as expected but slower than slowProbe);

@@ -11,7 +11,7 @@ package v1alpha1
 const ResetAnnotation = "circuit.resilience.dev/reset"
 
 // ProbeCredentialsLabel marks a Secret as one that probes may read header
-// values from; only Secrets labelled "true" are used.
+// values and client certificates from; only Secrets labelled "true" are used.
 const ProbeCredentialsLabel = "circuit.resilience.dev/probe-credentials"
 
 // ProbeAllowedCIDRsAnnotation, on a namespace, lists the comma-separated CIDRs
@@ -77,6 +77,10 @@ const (
 	// is not labelled circuit.resilience.dev/probe-credentials=true (see
 	// ProbeCredentialsLabel); nothing is probed until it is.
 	ReasonSecretNotAllowed = "SecretNotAllowed"
+	// ReasonInvalidClientCertificate: the Secret of tls.clientCertificateSecretRef
+	// does not hold a certificate and key that belong together (tls.crt and
+	// tls.key, PEM); nothing is probed until it does.
+	ReasonInvalidClientCertificate = "InvalidClientCertificate"
 	// ReasonInvalidHeaderValue: a header value holds bytes that cannot go into
 	// an HTTP header (such as a line break); nothing is probed until it is fixed.
 	ReasonInvalidHeaderValue = "InvalidHeaderValue"
@@ -113,7 +117,7 @@ const (
 // ProbeReason is the short, machine-readable cause of a probe's result. It is
 // a small fixed set, so that it can serve as a metric label, and never carries
 // anything the target sent. lastProbe.reason documents each value.
-// +kubebuilder:validation:Enum=ok;timeout;connection_refused;dns;tls;http_status;denied;no_endpoints;slow;other
+// +kubebuilder:validation:Enum=ok;timeout;connection_refused;dns;tls;http_status;grpc_not_serving;grpc_service_unknown;grpc_unknown;grpc_status;denied;no_endpoints;slow;other
 type ProbeReason string
 
 // The reasons a probe reports.
@@ -130,6 +134,16 @@ const (
 	ProbeReasonTLS ProbeReason = "tls"
 	// ProbeReasonHTTPStatus: the answer's status is not in http.expectedStatuses.
 	ProbeReasonHTTPStatus ProbeReason = "http_status"
+	// ProbeReasonGRPCNotServing: a gRPC target's health service answered NOT_SERVING.
+	ProbeReasonGRPCNotServing ProbeReason = "grpc_not_serving"
+	// ProbeReasonGRPCServiceUnknown: a gRPC target's health service does not know grpc.service.
+	ProbeReasonGRPCServiceUnknown ProbeReason = "grpc_service_unknown"
+	// ProbeReasonGRPCUnknown: a gRPC target's health service answered UNKNOWN.
+	ProbeReasonGRPCUnknown ProbeReason = "grpc_unknown"
+	// ProbeReasonGRPCStatus: the health call of a gRPC target failed with a gRPC
+	// status code that none of the other reasons covers (such as UNIMPLEMENTED,
+	// PERMISSION_DENIED or RESOURCE_EXHAUSTED for an oversized answer).
+	ProbeReasonGRPCStatus ProbeReason = "grpc_status"
 	// ProbeReasonDenied: the operator's probe guard refused the target's address.
 	ProbeReasonDenied ProbeReason = "denied"
 	// ProbeReasonNoEndpoints: a Service target had no ready endpoint to probe, or
@@ -144,7 +158,8 @@ const (
 
 // ProbeReasons lists every reason a probe may report, in the order documented.
 var ProbeReasons = []ProbeReason{ProbeReasonOK, ProbeReasonTimeout, ProbeReasonConnectionRefused,
-	ProbeReasonDNS, ProbeReasonTLS, ProbeReasonHTTPStatus, ProbeReasonDenied, ProbeReasonNoEndpoints, ProbeReasonSlow, ProbeReasonOther}
+	ProbeReasonDNS, ProbeReasonTLS, ProbeReasonHTTPStatus, ProbeReasonGRPCNotServing, ProbeReasonGRPCServiceUnknown,
+	ProbeReasonGRPCUnknown, ProbeReasonGRPCStatus, ProbeReasonDenied, ProbeReasonNoEndpoints, ProbeReasonSlow, ProbeReasonOther}
 
 // TransitionReason says why a circuit changed state: status.lastTransition.reason.
 // The state machine moves for these reasons and no others.

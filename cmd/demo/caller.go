@@ -53,7 +53,7 @@ func (c *caller) run(ctx context.Context) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := c.client.Call(ctx, sampleBreaker, c.get)
+		err := c.client.Call(ctx, httpStory.breaker, c.get)
 		if ctx.Err() != nil {
 			return
 		}

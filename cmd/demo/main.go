@@ -6,6 +6,8 @@
 // heal it while Open), telling each step before it happens, and prints how to
 // drive it by hand; --interactive skips the story. It runs until Ctrl-C (or
 // --seconds), when it stops everything it started and removes its data.
+// With --grpc (`make demo DEMO_GRPC=1`) the story follows the gRPC sample
+// instead, whose breaker watches the target's gRPC health service.
 package main
 
 import (
@@ -31,6 +33,8 @@ type config struct {
 	managerLog   string
 	target       string
 	targetListen string
+	grpcListen   string
+	grpc         bool
 	crds         string
 	samples      string
 	interactive  bool
@@ -44,6 +48,9 @@ func main() {
 	flag.StringVar(&c.managerLog, "manager-log", "bin/demo-manager.log", "Where the manager's log goes.")
 	flag.StringVar(&c.target, "target", "bin/demo-target", "The demo target binary.")
 	flag.StringVar(&c.targetListen, "target-listen", "127.0.0.1:8090", "Where the demo target listens; config/samples probes http://127.0.0.1:8090/healthz.")
+	flag.StringVar(&c.grpcListen, "target-grpc-listen", "127.0.0.1:8091",
+		"Where the demo target serves the gRPC health service; config/samples watches grpc://127.0.0.1:8091.")
+	flag.BoolVar(&c.grpc, "grpc", false, "Play the story on the gRPC sample breaker (a Health/Watch stream) instead of the HTTP one.")
 	flag.StringVar(&c.crds, "crds", "config/crd/bases", "The CRD manifests.")
 	flag.StringVar(&c.samples, "samples", "config/samples", "The kustomization of sample breakers.")
 	flag.BoolVar(&c.interactive, "interactive", false, "Do not play the break-and-heal cycle; wait for you to drive it.")
@@ -72,8 +79,10 @@ func run(ctx context.Context, c config) error {
 			return fmt.Errorf("%w (run `make demo`, which builds it)", err)
 		}
 	}
-	if err := checkFree(c.targetListen); err != nil {
-		return err
+	for _, addr := range []string{c.targetListen, c.grpcListen} {
+		if err := checkFree(addr); err != nil {
+			return err
+		}
 	}
 	kubeconfig, err := filepath.Abs(c.kubeconfig)
 	if err != nil {
@@ -102,8 +111,9 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	say("Starting the demo target on http://%s/healthz", c.targetListen)
-	target, err := localcp.StartProcess("demo-target", c.target, []string{"--listen", c.targetListen}, os.Stdout)
+	say("Starting the demo target on http://%s/healthz and grpc://%s", c.targetListen, c.grpcListen)
+	target, err := localcp.StartProcess("demo-target", c.target,
+		[]string{"--listen", c.targetListen, "--grpc-listen", c.grpcListen}, os.Stdout)
 	if err != nil {
 		return err
 	}
@@ -148,7 +158,12 @@ func run(ctx context.Context, c config) error {
 	}
 
 	if !c.interactive {
-		if err := playStory(ctx, cp, "http://"+c.targetListen, app); err != nil {
+		s, storyCaller := httpStory, app
+		if c.grpc {
+			// The caller calls the HTTP sample; the gRPC story is told without it.
+			s, storyCaller = grpcStory, nil
+		}
+		if err := playStory(ctx, cp, "http://"+c.targetListen, s, storyCaller); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -45,6 +45,9 @@ func (r *CircuitBreakerReconciler) resolve(ctx context.Context, cb *circuitv1alp
 	cfg.Target.Allowed, cfg.Target.Restricted = allowed, restricted
 	r.refs.use(types.NamespacedName{Namespace: cb.Namespace, Name: cb.Name}, specRefs(cb))
 	refProblem, err := r.resolveHTTP(ctx, cb, &cfg.Target)
+	if err == nil && refProblem == nil {
+		refProblem, err = r.resolveGRPC(ctx, cb, &cfg.Target)
+	}
 	if err != nil {
 		return res, err
 	}

@@ -18,6 +18,9 @@ const maxHeaderValueBytes = 8 << 10
 
 // specRefs lists the Secrets and ConfigMaps a breaker references.
 func specRefs(cb *circuitv1alpha1.CircuitBreaker) []ref {
+	if g := cb.Spec.GRPC; g != nil {
+		return tlsRefs(cb.Namespace, g.TLS)
+	}
 	h := cb.Spec.HTTP
 	if h == nil {
 		return nil
@@ -28,10 +31,7 @@ func specRefs(cb *circuitv1alpha1.CircuitBreaker) []ref {
 			refs = append(refs, ref{refSecret, cb.Namespace, hd.ValueFrom.SecretKeyRef.Name})
 		}
 	}
-	if h.TLS != nil && h.TLS.CABundle != nil {
-		refs = append(refs, ref{refConfigMap, cb.Namespace, h.TLS.CABundle.Name})
-	}
-	return refs
+	return append(refs, tlsRefs(cb.Namespace, h.TLS)...)
 }
 
 // resolveHTTP fills in header values and TLS settings, reading referenced
@@ -54,38 +54,7 @@ func (r *CircuitBreakerReconciler) resolveHTTP(ctx context.Context, cb *circuitv
 		}
 		target.Headers = append(target.Headers, probe.Header{Name: hd.Name, Value: value})
 	}
-	if h.TLS == nil {
-		return nil, nil
-	}
-	target.TLS = &probe.TLS{ServerName: h.TLS.ServerName, InsecureSkipVerify: h.TLS.InsecureSkipVerify}
-	if sel := h.TLS.CABundle; sel != nil {
-		obj, found, err := r.refs.get(ctx, ref{refConfigMap, cb.Namespace, sel.Name})
-		if errors.Is(err, errForbidden) {
-			return forbidden("ConfigMap", sel.Name), nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var pem []byte
-		if found {
-			cm := obj.(*corev1.ConfigMap)
-			if v, ok := cm.Data[sel.Key]; ok {
-				pem = []byte(v)
-			} else {
-				pem = cm.BinaryData[sel.Key]
-			}
-		}
-		if len(pem) == 0 {
-			return &decision.Problem{Reason: circuitv1alpha1.ReasonCABundleNotFound, Message: fmt.Sprintf(
-				"ConfigMap %q has no CA bundle under key %q; nothing is probed until it does", sel.Name, sel.Key)}, nil
-		}
-		if !probe.ValidCAPEM(pem) {
-			return &decision.Problem{Reason: circuitv1alpha1.ReasonInvalidCABundle, Message: fmt.Sprintf(
-				"ConfigMap %q key %q holds no PEM certificate; nothing is probed until it does", sel.Name, sel.Key)}, nil
-		}
-		target.TLS.CAPEM = pem
-	}
-	return nil, nil
+	return r.resolveTLS(ctx, cb.Namespace, h.TLS, target)
 }
 
 // headerValue is a header's literal value or the value of its Secret key. A

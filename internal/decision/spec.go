@@ -51,7 +51,7 @@ func ParseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (Settings, error) {
 	if err != nil {
 		return s, fmt.Errorf("http.expectedStatuses: %w", err)
 	}
-	how := retryTimeout.String() + "|" + strings.Join(statuses, ",") + "|" + HTTPSpecID(spec.HTTP)
+	how := retryTimeout.String() + "|" + strings.Join(statuses, ",") + "|" + HTTPSpecID(spec.HTTP) + grpcSpecID(spec.GRPC)
 	if svc := spec.Target.Service; svc != nil {
 		s.Target = serviceTarget(svc, retryTimeout, int(orDefault(spec.FailurePercent, circuitv1alpha1.DefaultFailurePercent)))
 		s.SpecID = fmt.Sprintf("service|%s|%s|%s|%s|%d|%s", svc.Name, svc.Port.String(), s.Target.Scheme,
@@ -63,6 +63,7 @@ func ParseSpec(spec circuitv1alpha1.CircuitBreakerSpec) (Settings, error) {
 		s.SpecID = "url|" + spec.Target.URL + "|" + how
 	}
 	s.Target.Expected = expected
+	grpcSettings(spec, &s.Target)
 	return s, nil
 }
 
@@ -152,11 +153,6 @@ func HTTPSpecID(h *circuitv1alpha1.HTTPProbe) string {
 			b.WriteString(hd.ValueFrom.SecretKeyRef.Name + "/" + hd.ValueFrom.SecretKeyRef.Key + ";")
 		}
 	}
-	if t := h.TLS; t != nil {
-		fmt.Fprintf(&b, "tls:%s;%t;", t.ServerName, t.InsecureSkipVerify)
-		if t.CABundle != nil {
-			b.WriteString(t.CABundle.Name + "/" + t.CABundle.Key)
-		}
-	}
+	b.WriteString(tlsSpecID(h.TLS))
 	return b.String()
 }

@@ -172,6 +172,9 @@ func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg Se
 		return
 	}
 	msg := fmt.Sprintf("Probing the %s target every %s with a %s deadline", cfg.Target.Scheme, cfg.Interval, cfg.Target.Timeout)
+	if g := cfg.Target.GRPC; g != nil && g.Watch {
+		msg = fmt.Sprintf("Watching the %s target's health, judged every %s", cfg.Target.Scheme, cfg.Interval)
+	}
 	switch cfg.Policy.Mode {
 	case breaker.ModeForcedOpen:
 		msg = "Mode ForcedOpen holds the circuit Open: nothing is probed until mode is Auto"
@@ -179,7 +182,11 @@ func setReadyFromProbe(cb *circuitv1alpha1.CircuitBreaker, now time.Time, cfg Se
 		msg += "; mode ForcedClosed holds the circuit Closed (a dry run)"
 	}
 	if cfg.Target.TLS != nil && cfg.Target.TLS.InsecureSkipVerify {
-		msg += "; TLS certificate verification is OFF (http.tls.insecureSkipVerify)"
+		field := "http"
+		if cfg.Target.GRPC != nil {
+			field = "grpc"
+		}
+		msg += "; TLS certificate verification is OFF (" + field + ".tls.insecureSkipVerify)"
 	}
 	setReady(cb, now, metav1.ConditionTrue, circuitv1alpha1.ReasonProbing, msg)
 }

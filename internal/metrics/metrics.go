@@ -104,7 +104,8 @@ var (
 
 	// ProbeFailures counts failed probes by reason.
 	ProbeFailures = newFamily("circuitbreaker_probe_failures_total",
-		"Failed probes of the circuit breaker, by reason (timeout, connection_refused, dns, tls, http_status, denied, no_endpoints, other).",
+		"Failed probes of the circuit breaker, by reason (timeout, connection_refused, dns, tls, http_status, grpc_not_serving, "+
+			"grpc_service_unknown, grpc_unknown, grpc_status, denied, no_endpoints, slow, other).",
 		prometheus.CounterValue, []string{"reason"}, func(s *breakerSeries, emit emitFunc) {
 			for i, r := range FailureReasons {
 				emit(float64(s.failures[i]), r)

@@ -5,7 +5,8 @@ package probe
 // What a connection costs the prober: keep-alive (one idle connection kept per
 // target host, the default) against a fresh connection per probe
 // (Options.FreshConnections, as kubelet and blackbox_exporter do), for HTTP and
-// HTTPS, with net/http's 4 KiB connection buffers and with the prober's own.
+// HTTPS, with net/http's 4 KiB connection buffers and with the prober's own;
+// and a gRPC Health/Check, which opens a connection per probe.
 //
 //	go test -run '^$' -bench Connection -benchtime 2000x -p 1 ./internal/probe
 //
@@ -50,6 +51,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 var idleHosts = flag.Int("connection-idle-hosts", 2000, "how many target hosts BenchmarkConnectionIdle keeps a connection to")
@@ -77,8 +82,13 @@ var connectionModes = []struct {
 }
 
 func BenchmarkConnectionProbe(b *testing.B) {
-	for _, scheme := range []Scheme{HTTP, HTTPS} {
-		for _, mode := range connectionModes {
+	for _, scheme := range []Scheme{HTTP, HTTPS, GRPC} {
+		modes := connectionModes
+		if scheme == GRPC {
+			// A gRPC Check opens a connection of its own whatever the options.
+			modes = connectionModes[len(connectionModes)-1:]
+		}
+		for _, mode := range modes {
 			b.Run(string(scheme)+"/"+mode.name, func(b *testing.B) {
 				targets := startBenchTargets(b, scheme, 1)
 				prober := benchProber(b, mode.opts)
@@ -277,7 +287,11 @@ func startBenchTargets(b *testing.B, scheme Scheme, count int) *benchTargets {
 // certificate through the TLS settings, as a breaker's CA bundle does.
 func (s *benchTargets) target(b *testing.B, i int) Target {
 	b.Helper()
-	tg, err := ParseURL(string(s.scheme)+"://"+s.addrs[i]+"/healthz", 5*time.Second)
+	path := "/healthz"
+	if s.scheme == GRPC {
+		path = ""
+	}
+	tg, err := ParseURL(string(s.scheme)+"://"+s.addrs[i]+path, 5*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -321,12 +335,18 @@ func serveBenchTargets(spec string) int {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	out := bufio.NewWriter(os.Stdout)
 	wrap := func(ln net.Listener) net.Listener { return ln }
-	if Scheme(scheme) == HTTPS {
+	serve := func(ln net.Listener) { _ = srv.Config.Serve(wrap(ln)) }
+	switch Scheme(scheme) {
+	case GRPC:
+		health := grpc.NewServer()
+		healthpb.RegisterHealthServer(health, grpchealth.NewServer())
+		serve = func(ln net.Listener) { _ = health.Serve(ln) }
+	case HTTPS:
 		srv.StartTLS()
 		ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 		_, _ = fmt.Fprintf(out, "ca %s\n", base64.StdEncoding.EncodeToString(ca))
 		wrap = func(ln net.Listener) net.Listener { return tls.NewListener(ln, srv.TLS) }
-	} else {
+	default:
 		srv.Start()
 	}
 	for range n {
@@ -335,7 +355,7 @@ func serveBenchTargets(spec string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		go func() { _ = srv.Config.Serve(wrap(ln)) }()
+		go serve(ln)
 		_, _ = fmt.Fprintf(out, "addr %s\n", ln.Addr())
 	}
 	_, _ = fmt.Fprintln(out, "ready")

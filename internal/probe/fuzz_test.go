@@ -18,6 +18,9 @@ func FuzzParseURL(f *testing.F) {
 		"https://svc/",
 		"tcp://db:5432",
 		"tcp://db",
+		"grpc://svc:9090",
+		"grpcs://svc:443/",
+		"grpc://svc:9090/x",
 		"http://[::1]:9000/x",
 		"https://[fe80::1%25eth0]/",
 		"file:///etc/passwd",
@@ -65,6 +68,10 @@ func FuzzParseURL(f *testing.F) {
 		case TCP:
 			if tg.URL != "" {
 				t.Fatalf("ParseURL(%q) gave a tcp target a URL %q", raw, tg.URL)
+			}
+		case GRPC, GRPCS:
+			if tg.URL != "" || tg.GRPC == nil {
+				t.Fatalf("ParseURL(%q) gave a gRPC target a URL %q or no gRPC settings", raw, tg.URL)
 			}
 		default:
 			t.Fatalf("ParseURL(%q) accepted scheme %q", raw, tg.Scheme)

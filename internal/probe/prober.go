@@ -24,15 +24,19 @@ import (
 
 // Reasons a probe reports: the API's ProbeReason values, named here for short.
 const (
-	ReasonOK                = circuitv1alpha1.ProbeReasonOK
-	ReasonTimeout           = circuitv1alpha1.ProbeReasonTimeout
-	ReasonConnectionRefused = circuitv1alpha1.ProbeReasonConnectionRefused
-	ReasonDNS               = circuitv1alpha1.ProbeReasonDNS
-	ReasonTLS               = circuitv1alpha1.ProbeReasonTLS
-	ReasonHTTPStatus        = circuitv1alpha1.ProbeReasonHTTPStatus
-	ReasonDenied            = circuitv1alpha1.ProbeReasonDenied
-	ReasonNoEndpoints       = circuitv1alpha1.ProbeReasonNoEndpoints
-	ReasonOther             = circuitv1alpha1.ProbeReasonOther
+	ReasonOK                 = circuitv1alpha1.ProbeReasonOK
+	ReasonTimeout            = circuitv1alpha1.ProbeReasonTimeout
+	ReasonConnectionRefused  = circuitv1alpha1.ProbeReasonConnectionRefused
+	ReasonDNS                = circuitv1alpha1.ProbeReasonDNS
+	ReasonTLS                = circuitv1alpha1.ProbeReasonTLS
+	ReasonHTTPStatus         = circuitv1alpha1.ProbeReasonHTTPStatus
+	ReasonGRPCNotServing     = circuitv1alpha1.ProbeReasonGRPCNotServing
+	ReasonGRPCUnknown        = circuitv1alpha1.ProbeReasonGRPCUnknown
+	ReasonGRPCServiceUnknown = circuitv1alpha1.ProbeReasonGRPCServiceUnknown
+	ReasonGRPCStatus         = circuitv1alpha1.ProbeReasonGRPCStatus
+	ReasonDenied             = circuitv1alpha1.ProbeReasonDenied
+	ReasonNoEndpoints        = circuitv1alpha1.ProbeReasonNoEndpoints
+	ReasonOther              = circuitv1alpha1.ProbeReasonOther
 )
 
 // maxRoundConcurrency bounds the endpoints of one round probed at once.
@@ -216,7 +220,7 @@ func effectiveTLS(t Target) *TLS {
 // (and shared) until the matching Release.
 func (p *Prober) Retain(t Target) {
 	key := clientKey(t)
-	if key == "" || t.Scheme == TCP {
+	if key == "" || !usesHTTPClient(t) {
 		return
 	}
 	p.mu.Lock()
@@ -237,7 +241,7 @@ func (p *Prober) Retain(t Target) {
 // with its idle connections.
 func (p *Prober) Release(t Target) {
 	key := clientKey(t)
-	if key == "" || t.Scheme == TCP {
+	if key == "" || !usesHTTPClient(t) {
 		return
 	}
 	p.mu.Lock()
@@ -250,6 +254,12 @@ func (p *Prober) Release(t Target) {
 		delete(p.shared, key)
 		c.transport.CloseIdleConnections()
 	}
+}
+
+// usesHTTPClient reports whether t is probed with an HTTP client (gRPC targets
+// open a connection of their own per probe or stream).
+func usesHTTPClient(t Target) bool {
+	return t.Scheme == HTTP || t.Scheme == HTTPS
 }
 
 // sharedClients returns how many non-plain clients are kept (for tests).
@@ -282,17 +292,32 @@ func (p *Prober) clientFor(t Target) (*http.Client, func(), error) {
 func (p *Prober) buildClient(t Target) (*sharedClient, error) {
 	transport := p.newTransport(p.guardFor(t))
 	if settings := effectiveTLS(t); t.Scheme == HTTPS && settings != nil {
-		transport.TLSClientConfig.ServerName = settings.ServerName
-		transport.TLSClientConfig.InsecureSkipVerify = settings.InsecureSkipVerify //nolint:gosec // asked for, and reported in Ready
-		if len(settings.CAPEM) > 0 {
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(settings.CAPEM) {
-				return nil, errors.New("the CA bundle holds no PEM certificate")
-			}
-			transport.TLSClientConfig.RootCAs = pool
+		if err := settings.apply(transport.TLSClientConfig); err != nil {
+			return nil, err
 		}
 	}
 	return &sharedClient{client: newClient(transport), transport: transport}, nil
+}
+
+// apply sets the verification and client certificate of settings on cfg.
+func (t *TLS) apply(cfg *tls.Config) error {
+	cfg.ServerName = t.ServerName
+	cfg.InsecureSkipVerify = t.InsecureSkipVerify //nolint:gosec // asked for, and reported in Ready
+	if len(t.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(t.CAPEM) {
+			return errors.New("the CA bundle holds no PEM certificate")
+		}
+		cfg.RootCAs = pool
+	}
+	if len(t.ClientCertPEM) > 0 {
+		cert, err := tls.X509KeyPair(t.ClientCertPEM, t.ClientKeyPEM)
+		if err != nil {
+			return errors.New("the client certificate and key do not form a key pair")
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return nil
 }
 
 // Probe sends one probe to t and waits at most t.Timeout for it.
@@ -306,6 +331,8 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 		r = p.probeRound(ctx, t)
 	case t.Scheme == TCP:
 		r = p.probeTCP(ctx, t)
+	case t.Scheme.IsGRPC():
+		r = p.probeGRPC(ctx, t)
 	default:
 		r = p.probeHTTP(ctx, t)
 	}
@@ -351,9 +378,12 @@ func (p *Prober) probeRound(ctx context.Context, t Target) Result {
 func (p *Prober) probeEndpoint(ctx context.Context, t Target, ep Endpoint) EndpointResult {
 	addr := net.JoinHostPort(ep.Address, strconv.Itoa(int(ep.Port)))
 	var r Result
-	if t.Scheme == TCP {
+	switch {
+	case t.Scheme == TCP:
 		r = p.probeTCP(ctx, Target{Address: addr, Allowed: t.Allowed, Restricted: t.Restricted})
-	} else {
+	case t.Scheme.IsGRPC():
+		r = p.probeGRPC(ctx, endpointTarget(t, ep))
+	default:
 		u := (&url.URL{Scheme: string(t.Scheme), Host: addr, Path: t.Round.Path}).String()
 		r = p.probeHTTP(ctx, Target{Scheme: t.Scheme, URL: u, Expected: t.Expected, Headers: t.Headers, TLS: t.TLS,
 			Round: t.Round, Allowed: t.Allowed, Restricted: t.Restricted})
@@ -439,6 +469,15 @@ func judgeStatus(expected []StatusRange, code int) Result {
 	return Result{Success: true, Reason: ReasonOK, HTTPStatus: code}
 }
 
+// isTLSAlert reports whether err is a TLS alert the peer sent, such as a
+// server's refusal of the client's certificate, which crypto/tls reports as
+// a net.OpError of op "remote error".
+func isTLSAlert(err error) bool {
+	var opErr *net.OpError
+	var alertErr tls.AlertError
+	return errors.As(err, &alertErr) || (errors.As(err, &opErr) && opErr.Op == "remote error")
+}
+
 // Classify maps a probe error to one of the fixed reasons.
 func Classify(ctx context.Context, err error) circuitv1alpha1.ProbeReason {
 	var (
@@ -449,7 +488,6 @@ func Classify(ctx context.Context, err error) circuitv1alpha1.ProbeReason {
 		hostErr    x509.HostnameError
 		invalidErr x509.CertificateInvalidError
 		recordErr  tls.RecordHeaderError
-		alertErr   tls.AlertError
 	)
 	switch {
 	case errors.Is(err, ErrDenied):
@@ -461,7 +499,7 @@ func Classify(ctx context.Context, err error) circuitv1alpha1.ProbeReason {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ReasonConnectionRefused
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr),
-		errors.As(err, &invalidErr), errors.As(err, &recordErr), errors.As(err, &alertErr),
+		errors.As(err, &invalidErr), errors.As(err, &recordErr), isTLSAlert(err),
 		// net/http replaces the RecordHeaderError of a plain HTTP answer with this.
 		errors.Is(err, http.ErrSchemeMismatch):
 		return ReasonTLS

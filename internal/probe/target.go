@@ -1,10 +1,11 @@
-// Package probe sends health probes: an HTTP(S) GET or a TCP connect, each with
-// its own deadline, through a dialer that refuses addresses the operator must
+// Package probe sends health probes: an HTTP(S) GET, a TCP connect or a call of
+// the gRPC health service, each with its own deadline, through a dialer that refuses addresses the operator must
 // not reach. Results carry a short reason and never a body or a header.
 package probe
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -25,7 +26,12 @@ const (
 	HTTP  Scheme = "http"
 	HTTPS Scheme = "https"
 	TCP   Scheme = "tcp"
+	GRPC  Scheme = "grpc"
+	GRPCS Scheme = "grpcs"
 )
+
+// IsGRPC reports whether s is probed with the gRPC health service.
+func (s Scheme) IsGRPC() bool { return s == GRPC || s == GRPCS }
 
 // StatusRange is an inclusive range of HTTP status codes.
 type StatusRange struct{ Low, High int }
@@ -47,8 +53,12 @@ type Target struct {
 
 	// Headers are set on each HTTP request.
 	Headers []Header
-	// TLS, when set, replaces the default certificate verification (HTTPS only).
+	// TLS, when set, replaces the default certificate verification and may add
+	// a client certificate (HTTPS and GRPCS only).
 	TLS *TLS
+
+	// GRPC says what a gRPC target's health calls ask (GRPC and GRPCS only).
+	GRPC *GRPCSettings
 
 	// Allowed, when Restricted, is where the target's connections may go (a
 	// namespace's ranges, set by the cluster admin), on top of the guard.
@@ -66,7 +76,17 @@ type Target struct {
 // logged nor returned.
 type Header struct{ Name, Value string }
 
-// TLS says how an HTTPS target's certificate is verified.
+// GRPCSettings tunes the health calls of a gRPC target.
+type GRPCSettings struct {
+	// Service is the name sent in each Health/Check or Health/Watch request;
+	// empty asks about the whole server.
+	Service string
+	// Watch holds a Health/Watch stream (see Runner) instead of calling Check.
+	Watch bool
+}
+
+// TLS says how an HTTPS or GRPCS target's certificate is verified, and which
+// certificate the probe presents.
 type TLS struct {
 	// CAPEM holds PEM CA certificates; empty means the system roots.
 	CAPEM []byte
@@ -74,11 +94,17 @@ type TLS struct {
 	ServerName string
 	// InsecureSkipVerify turns verification off.
 	InsecureSkipVerify bool
+	// ClientCertPEM and ClientKeyPEM, when set, are the certificate chain and
+	// key presented to targets that ask for one (mutual TLS). They are
+	// credentials: never logged nor returned.
+	ClientCertPEM, ClientKeyPEM []byte
 }
 
-// key identifies the TLS settings, so that targets that share them share connections.
+// key identifies the TLS settings, so that targets that share them share
+// connections, and a rotated client certificate gets new ones.
 func (t *TLS) key() string {
-	return fmt.Sprintf("%x|%s|%t", sha256.Sum256(t.CAPEM), t.ServerName, t.InsecureSkipVerify)
+	client := sha256.Sum256(append(append([]byte{}, t.ClientCertPEM...), t.ClientKeyPEM...))
+	return fmt.Sprintf("%x|%s|%t|%x", sha256.Sum256(t.CAPEM), t.ServerName, t.InsecureSkipVerify, client)
 }
 
 // Round is a probe round over the endpoints of a Service.
@@ -134,8 +160,13 @@ func ParseURL(raw string, timeout time.Duration) (Target, error) {
 		if port == "" {
 			return Target{}, errors.New("a tcp url must name a port")
 		}
+	case GRPC, GRPCS:
+		if port == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return Target{}, errors.New("a grpc or grpcs url must name a port and nothing after it")
+		}
+		t.GRPC = &GRPCSettings{}
 	default:
-		return Target{}, fmt.Errorf("url scheme %q is not http, https or tcp", u.Scheme)
+		return Target{}, fmt.Errorf("url scheme %q is not http, https, tcp, grpc or grpcs", u.Scheme)
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return Target{}, fmt.Errorf("url port %q is not a port number from 1 to 65535", port)
@@ -210,6 +241,13 @@ func Accepts(ranges []StatusRange, code int) bool {
 		}
 	}
 	return false
+}
+
+// ValidClientCertificate reports whether certPEM and keyPEM hold a certificate
+// and the private key that belongs to it.
+func ValidClientCertificate(certPEM, keyPEM []byte) bool {
+	_, err := tls.X509KeyPair(certPEM, keyPEM)
+	return err == nil
 }
 
 // ValidCAPEM reports whether pem holds at least one PEM certificate.

@@ -292,6 +292,11 @@ func runSize(ctx context.Context, env *runEnv, n int) (_ *result, err error) {
 	res.RestartGapMs = restartGaps(arr.mgr, r.groups.healthy, stopped, cfg.interval)
 	r.measureBurst(&res.Burst, arr, created, b0, b1, lastVerdict)
 	r.measure(res, arr, s0, s1, i0, i1, flip)
+	if n == cfg.grpcN {
+		if res.GRPC, err = r.measureGRPC(ctx); err != nil {
+			return nil, err
+		}
+	}
 	say("N=%d: done", n)
 	return res, nil
 }

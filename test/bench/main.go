@@ -27,8 +27,9 @@ import (
 
 // roles are the other programs this binary can be; the first argument picks one.
 var roles = map[string]func([]string) int{
-	"target":    runTarget,
-	"refprober": runRefProber,
+	"target":      runTarget,
+	"refprober":   runRefProber,
+	"grpc-target": runGRPCTarget,
 }
 
 func main() {
@@ -84,6 +85,8 @@ type config struct {
 	// failureRateWindow, when positive, gives every breaker a failureRate of
 	// that window at 50 percent.
 	failureRateWindow int32
+	// grpcN is the N whose run ends with the gRPC row; 0: none.
+	grpcN int
 }
 
 func defaultConfig() config {
@@ -98,6 +101,7 @@ func defaultConfig() config {
 		resetThreshold: 3,
 		resetTimeout:   20 * time.Second,
 		label:          "current",
+		grpcN:          1000,
 	}
 }
 
@@ -113,6 +117,7 @@ func smokeConfig() config {
 	c.openCount = 10
 	c.resetTimeout = 5 * time.Second
 	c.smoke = true
+	c.grpcN = 50
 	return c
 }
 
@@ -135,6 +140,7 @@ func parseFlags(args []string) (config, error) {
 	managerArgs := fs.String("manager-args", "", "Extra flags for the manager, space-separated (e.g. --max-concurrent-reconciles=8).")
 	fs.StringVar(&d.label, "label", d.label, "Name of the design measured, shown in the report.")
 	fs.BoolVar(&d.keep, "keep", false, "Keep the work directory (logs of the manager, target and control plane).")
+	fs.IntVar(&d.grpcN, "grpc-n", d.grpcN, "The N whose run ends by measuring as many gRPC breakers (Health/Check) for the gRPC row; 0: none.")
 	failureRate := fs.Int("failure-rate", 0, "Give every breaker spec.failureRate with this window (2 to 100) at 50 percent; 0: none.")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -159,6 +165,8 @@ func parseFlags(args []string) (config, error) {
 				cfg.openCount = d.openCount
 			case "hang-percent":
 				cfg.hangPercent = d.hangPercent
+			case "grpc-n":
+				cfg.grpcN = d.grpcN
 			}
 		})
 		cfg.out, cfg.jsonOut, cfg.manager, cfg.label, cfg.keep, cfg.profiles = d.out, d.jsonOut, d.manager, d.label, d.keep, d.profiles

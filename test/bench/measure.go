@@ -53,6 +53,8 @@ type result struct {
 	EveryTargetProbed bool      `json:"everyTargetProbed"`
 	WatchRestarts     int       `json:"watchRestarts"`
 	ScrapeErrors      string    `json:"scrapeErrors,omitempty"`
+	// GRPC is the gRPC row's figures, measured in the run of N = -grpc-n only.
+	GRPC *grpcResult `json:"grpc,omitempty"`
 }
 
 // window is what one measuring window showed.

@@ -90,6 +90,14 @@ func (rep *report) markdown() string {
 		{"Manager CPU per probe", fmt.Sprintf("≤ 1.5 × reference, < %.1f ms", blackboxMsPerProbe), func(r result) string {
 			return fmt.Sprintf("%.3f ms (%.2f cores)", r.Steady.ManagerCPUPerProbeMs, r.Steady.ManagerCores)
 		}},
+		{"gRPC: manager CPU per probe with N gRPC breakers (Health/Check, a connection per probe), beside HTTP's above", "", func(r result) string {
+			g := r.GRPC
+			if g == nil {
+				return "–"
+			}
+			return fmt.Sprintf("%.3f ms vs %.3f ms (%.2f cores; target %.2f cores)", g.ManagerCPUPerProbeMs, r.Steady.ManagerCPUPerProbeMs,
+				g.ManagerCores, g.TargetCores)
+		}},
 		{"Reference prober CPU per probe", "", func(r result) string {
 			return fmt.Sprintf("%.3f ms (%.2f cores)", r.Steady.RefCPUPerProbeMs, r.Steady.RefCores)
 		}},

@@ -55,6 +55,9 @@ func TestSmokeRunProbesEveryBreakerWithoutSteadyStateWrites(t *testing.T) {
 	g.Expect(rep.Results).To(HaveLen(1))
 	r := rep.Results[0]
 	g.Expect(r.EveryTargetProbed).To(BeTrue(), "every target probed at least once")
+	g.Expect(r.GRPC).NotTo(BeNil(), "the gRPC row was measured")
+	g.Expect(r.GRPC.Probes).To(BeNumerically(">", 0), "the gRPC breakers were probed in the window")
+	g.Expect(r.GRPC.ManagerCPUPerProbeMs).To(BeNumerically(">", 0))
 	g.Expect(r.Burst.Floor.PerSecond).To(BeNumerically(">", 0), "the API server's write rate was measured")
 	g.Expect(r.Burst.Verdicts).To(Equal(r.N), "every breaker of the creation burst has a recorded verdict")
 	g.Expect(r.Burst.Window.Manager.Unprobed).To(BeZero(), "every breaker probed during the creation burst")

@@ -65,10 +65,15 @@ const MaxPending = 64
 // when, before it writes a decision) and Settle (which results the written
 // status holds). A probe whose breaker is forgotten or given a new spec is
 // cancelled, and its slot freed, at once.
+//
+// A gRPC target with GRPCSettings.Watch is not polled: the Runner holds its
+// health streams (see watch.go), which deliver each change of status at once,
+// and each due probe reads the status they last saw.
 type Runner struct {
-	doer   Doer
-	sharer Sharer
-	slots  *slotPool
+	doer     Doer
+	sharer   Sharer
+	streamer Streamer
+	slots    *slotPool
 	// wedgeGrace is how long past its deadline a probe may run before Healthy fails.
 	wedgeGrace time.Duration
 
@@ -110,6 +115,8 @@ type item struct {
 	pending   []probe.Result
 	// holdIf is the last plan's test of waiting results (see Plan.HoldIf).
 	holdIf func([]probe.Result) bool
+	// watch holds the streams of a watched gRPC target; nil otherwise.
+	watch *watch
 }
 
 // NewRunner returns a Runner within limits.
@@ -123,6 +130,7 @@ func NewRunner(doer Doer, limits Limits) *Runner {
 		wedgeGrace: limits.WedgeGrace,
 	}
 	r.sharer, _ = doer.(Sharer)
+	r.streamer, _ = doer.(Streamer)
 	return r
 }
 
@@ -198,6 +206,7 @@ func (r *Runner) Plan(key Key, p Plan) {
 	it := r.itemFor(key, p.SpecID)
 	r.setTarget(it, p.Target)
 	it.every, it.holdIf = p.Every, p.HoldIf
+	r.follow(key, it)
 	if it.inFlight && !p.Next.After(time.Now()) {
 		// The probe in flight is the one due now; its start sets the next.
 		return
@@ -205,8 +214,8 @@ func (r *Runner) Plan(key Key, p Plan) {
 	r.arm(key, it, p.Next)
 }
 
-// pause stops key's timer and cadence. A probe in flight finishes; its result
-// is still delivered.
+// pause stops key's timer and cadence and closes its streams. A probe in
+// flight finishes; its result is still delivered.
 func (r *Runner) pause(key Key) {
 	if it, ok := r.items[key]; ok {
 		if it.timer != nil {
@@ -214,6 +223,7 @@ func (r *Runner) pause(key Key) {
 			it.timer = nil
 		}
 		it.every, it.overdue = 0, false
+		r.unfollow(it)
 	}
 }
 
@@ -269,6 +279,7 @@ func (r *Runner) setTarget(it *item, target probe.Target) {
 }
 
 func (r *Runner) drop(it *item) {
+	r.unfollow(it)
 	if it.timer != nil {
 		it.timer.Stop()
 		it.timer = nil
@@ -366,6 +377,12 @@ func (r *Runner) fire(key Key, epoch uint64, at time.Time) {
 	if it.holdIf != nil && len(it.pending) > 0 && it.holdIf(slices.Clone(it.pending)) {
 		it.overdue = true
 		r.mu.Unlock()
+		return
+	}
+	if w := it.watch; w != nil && !w.fallback {
+		notify := r.tick(key, it, at)
+		r.mu.Unlock()
+		notify()
 		return
 	}
 	it.inFlight = true
