@@ -91,6 +91,8 @@ func main() {
 	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 16, "How many breakers may be reconciled at once. "+
 		"A reconcile that writes mostly waits for the API server, which takes most writes a second with about 16 in flight.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
+	var ringFlags memberFlags
+	ringFlags.bind(flag.CommandLine)
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -100,6 +102,11 @@ func main() {
 		return
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	if ringFlags.enabled && enableLeaderElection {
+		setupLog.Error(nil, "--sharding and --leader-elect are mutually exclusive: with --sharding every replica "+
+			"is active and owns a share of the breakers; leave out --leader-elect")
+		os.Exit(1)
+	}
 
 	guard, err := probe.NewGuard(denyCIDRs, allowCIDRs, allowLoopback)
 	if err != nil {
@@ -142,12 +149,18 @@ func main() {
 
 	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent(), FreshConnections: !*probeKeepAlive})
 	probes := runner.NewRunner(prober, runner.Limits{InFlight: maxProbes, PerNamespace: maxProbesPerNamespace})
+	member, err := ringFlags.member(mgr, scheme)
+	if err != nil {
+		setupLog.Error(err, "Failed to set up ring membership")
+		os.Exit(1)
+	}
 	if err := (&controller.CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("circuitbreaker-controller"),
 		Runner:                  probes,
 		MaxConcurrentReconciles: maxReconciles,
+		Member:                  member,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "CircuitBreaker")
 		os.Exit(1)
