@@ -33,6 +33,7 @@ import (
 	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
+	"github.com/resilience-dev/breaker-operator/internal/ring"
 	"github.com/resilience-dev/breaker-operator/internal/testnet"
 )
 
@@ -66,6 +67,8 @@ func TestMain(m *testing.M) {
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assetsDir(),
 	}
+	// KEP-5866 sharded list and watch (alpha in v1.37), for the sharding tests.
+	testEnv.ControlPlane.GetAPIServer().Configure().Append("feature-gates", "ShardedListAndWatch=true")
 	var err error
 	if cfg, err = testEnv.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
@@ -147,6 +150,9 @@ type operatorOptions struct {
 	perNamespace int
 	// wrapRecorder, if set, wraps the manager's event recorder.
 	wrapRecorder func(events.EventRecorder) events.EventRecorder
+	// member, if set, makes the manager a member of a sharded ring (--sharding);
+	// its Client is set here.
+	member *ring.Member
 }
 
 func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator {
@@ -188,6 +194,15 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		Runner:                  probes,
 		MaxConcurrentReconciles: workers,
 		SkipNameValidation:      true,
+	}
+	if m := opts.member; m != nil {
+		if m.Client, err = client.New(managerCfg, client.Options{Scheme: scheme}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mgr.Add(m); err != nil {
+			t.Fatal(err)
+		}
+		r.Member = m
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatalf("setting up controller: %v", err)

@@ -1,0 +1,213 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	circuitv1alpha1 "github.com/resilience-dev/breaker-operator/api/v1alpha1"
+	"github.com/resilience-dev/breaker-operator/internal/ring"
+)
+
+// The API server (v1.37.2, feature gate ShardedListAndWatch on in this suite)
+// and the member's own filtering, sharding.Selector.Matches, pick the same
+// breakers for every range: what the server sends a member is what it owns.
+func TestServerAndClientShardSelectorsAgreeOnEveryUID(t *testing.T) {
+	ns := newNamespace(t)
+	const n = 200
+	for i := range n {
+		createBreaker(t, ns, fmt.Sprintf("b-%03d", i), breakerSpec("http://127.0.0.1:1/"))
+	}
+	ctx := context.Background()
+	all := &circuitv1alpha1.CircuitBreakerList{}
+	if err := k8sClient.List(ctx, all, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Items) != n {
+		t.Fatalf("listed %d breakers, want %d", len(all.Items), n)
+	}
+	members := []string{"m-0", "m-1", "m-2"}
+	seen := map[string]string{}
+	for _, m := range members {
+		sel, _ := ring.Selector(members, m)
+		served := &circuitv1alpha1.CircuitBreakerList{}
+		if err := k8sClient.List(ctx, served, &client.ListOptions{Namespace: ns, Raw: &metav1.ListOptions{ShardSelector: sel.String()}}); err != nil {
+			t.Fatalf("listing with %s: %v", sel, err)
+		}
+		var server, own []string
+		for _, cb := range served.Items {
+			server = append(server, string(cb.UID))
+		}
+		for i := range all.Items {
+			if ok, err := sel.Matches(&all.Items[i]); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				own = append(own, string(all.Items[i].UID))
+			}
+		}
+		slices.Sort(server)
+		slices.Sort(own)
+		if !slices.Equal(server, own) {
+			t.Errorf("%s: the server sent %d breakers, the client matches %d; they differ", sel, len(server), len(own))
+		}
+		if len(server) == 0 || len(server) == n {
+			t.Errorf("%s: the server sent %d of %d breakers: it did not filter by range", sel, len(server), n)
+		}
+		for _, uid := range server {
+			if prev, dup := seen[uid]; dup {
+				t.Errorf("UID %s is in the ranges of both %s and %s", uid, prev, m)
+			}
+			seen[uid] = m
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("the ranges cover %d of %d breakers", len(seen), n)
+	}
+}
+
+// ringMember is a member for the tests: short renewals and Lease, its Leases
+// in the test's namespace.
+func ringMember(ns, id string, release bool) *ring.Member {
+	return &ring.Member{Identity: id, Namespace: ns, RenewInterval: 200 * time.Millisecond,
+		LeaseDuration: time.Second, ReleaseOnCancel: release}
+}
+
+// probedBy maps each breaker of ns to its status.probedBy.
+func probedBy(g Gomega, ns string) map[string]string {
+	list := &circuitv1alpha1.CircuitBreakerList{}
+	g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+	out := map[string]string{}
+	for _, cb := range list.Items {
+		out[cb.Name] = cb.Status.ProbedBy
+	}
+	return out
+}
+
+// owners maps each breaker of ns to the member whose range holds it among members.
+func owners(g Gomega, ns string, members []string) map[string]string {
+	list := &circuitv1alpha1.CircuitBreakerList{}
+	g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+	out := map[string]string{}
+	for i := range list.Items {
+		for _, m := range members {
+			sel, _ := ring.Selector(members, m)
+			if ok, _ := sel.Matches(&list.Items[i]); ok {
+				out[list.Items[i].Name] = m
+			}
+		}
+	}
+	return out
+}
+
+// Three members share 60 breakers: each target is probed once per interval
+// (by its owner alone), status.probedBy spreads over the three; a killed
+// member's breakers are probed again within its Lease's duration plus one
+// interval; a fourth member takes its share within a few renewals.
+func TestRingSharesBreakersAndHandsOverAKilledMembersShare(t *testing.T) {
+	ns := newNamespace(t)
+	tg := newTarget(t)
+	const n = 60
+	interval := time.Second
+	spec := func(i int) circuitv1alpha1.CircuitBreakerSpec {
+		s := breakerSpec(tg.url(fmt.Sprintf("/b-%02d", i)))
+		s.Interval = circuitv1alpha1.GoDuration(interval.String())
+		return s
+	}
+	ops := map[string]*operator{}
+	for _, id := range []string{"m-0", "m-1", "m-2"} {
+		ops[id] = startOperatorWith(t, ns, operatorOptions{member: ringMember(ns, id, id != "m-1")})
+	}
+	for i := range n {
+		createBreaker(t, ns, fmt.Sprintf("b-%02d", i), spec(i))
+	}
+	g := NewWithT(t)
+	three := []string{"m-0", "m-1", "m-2"}
+	g.Eventually(func(g Gomega) {
+		g.Expect(probedBy(g, ns)).To(Equal(owners(g, ns, three)))
+	}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	share := map[string]int{}
+	for _, m := range probedBy(g, ns) {
+		share[m]++
+	}
+	t.Logf("breakers per member: %v", share)
+	for _, m := range three {
+		g.Expect(share[m]).To(BeNumerically(">=", 5), "member %s owns too few breakers: %v", m, share)
+	}
+
+	// One probe per interval per target, not one per member.
+	window := 4 * interval
+	from := time.Now()
+	time.Sleep(window)
+	for i := range n {
+		got := countBetween(tg.arrivals(fmt.Sprintf("/b-%02d", i)), from, from.Add(window))
+		g.Expect(got).To(BeNumerically("<=", 5), "b-%02d was probed %d times in %s at a %s interval", i, got, window, interval)
+		g.Expect(got).To(BeNumerically(">=", 3), "b-%02d was probed %d times in %s at a %s interval", i, got, window, interval)
+	}
+
+	// Kill m-1: its Lease stays until it expires.
+	before := probedBy(g, ns)
+	killed := time.Now()
+	ops["m-1"].stop()
+	var orphans []string
+	for name, m := range before {
+		if m == "m-1" {
+			orphans = append(orphans, name)
+		}
+	}
+	slices.Sort(orphans)
+	lease := time.Second
+	deadline := lease + interval
+	var worst time.Duration
+	g.Eventually(func(g Gomega) {
+		worst = 0
+		for _, name := range orphans {
+			arr := tg.arrivals("/" + name)
+			idx := slices.IndexFunc(arr, func(at time.Time) bool { return at.After(killed) })
+			g.Expect(idx).NotTo(Equal(-1), "%s not probed since the kill", name)
+			worst = max(worst, arr[idx].Sub(killed))
+		}
+	}).WithTimeout(10 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	t.Logf("a killed member's %d breakers: the last was probed again %s after the kill (Lease %s + interval %s = %s)",
+		len(orphans), worst, lease, interval, deadline)
+	// The margin is for the loaded test machine: the kill lands anywhere in a renewal.
+	g.Expect(worst).To(BeNumerically("<=", deadline+time.Second))
+	two := []string{"m-0", "m-2"}
+	g.Eventually(func(g Gomega) {
+		g.Expect(probedBy(g, ns)).To(Equal(owners(g, ns, two)))
+	}).WithTimeout(10 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+	// A fourth member: the ranges move to it within a few renewals.
+	started := time.Now()
+	ops["m-3"] = startOperatorWith(t, ns, operatorOptions{member: ringMember(ns, "m-3", true)})
+	after := []string{"m-0", "m-2", "m-3"}
+	g.Eventually(func(g Gomega) {
+		g.Expect(probedBy(g, ns)).To(Equal(owners(g, ns, after)))
+	}).WithTimeout(10 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	t.Logf("a fourth member: every breaker's probedBy named its new owner %s after it started", time.Since(started))
+	g.Expect(slices.Sorted(maps.Keys(ops))).To(HaveLen(4))
+
+	// Nothing moved backwards: every breaker is still Closed, and none recorded a transition.
+	list := &circuitv1alpha1.CircuitBreakerList{}
+	g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+	for _, cb := range list.Items {
+		g.Expect(cb.Status.State).To(Equal(circuitv1alpha1.StateClosed), cb.Name)
+	}
+}
+
+func countBetween(times []time.Time, from, to time.Time) int {
+	n := 0
+	for _, at := range times {
+		if !at.Before(from) && at.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
