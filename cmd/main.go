@@ -129,7 +129,20 @@ func main() {
 		metricsServerOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	member, err := ringFlags.member(restConfig, scheme)
+	if err != nil {
+		setupLog.Error(err, "Failed to set up ring membership")
+		os.Exit(1)
+	}
+	// Managed fields are never read here; dropping them keeps the cache small.
+	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	if member != nil {
+		// The breakers' informer lists and watches this member's range only,
+		// where the API server applies shard selectors (KEP-5866).
+		cacheOpts.NewInformer = member.NewInformer(&circuitv1alpha1.CircuitBreaker{})
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsServerOptions,
 		HealthProbeBindAddress:  probeAddr,
@@ -139,21 +152,21 @@ func main() {
 		LeaderElectionNamespace: leaseNamespace(leaderElectionNamespace),
 		// Release the lease on a clean shutdown so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-		// Managed fields are never read here; dropping them keeps the cache small.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                         cacheOpts,
 	})
 	if err != nil {
 		setupLog.Error(err, "Failed to create manager")
 		os.Exit(1)
 	}
+	if member != nil {
+		if err := mgr.Add(member); err != nil {
+			setupLog.Error(err, "Failed to set up ring membership")
+			os.Exit(1)
+		}
+	}
 
 	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent(), FreshConnections: !*probeKeepAlive})
 	probes := runner.NewRunner(prober, runner.Limits{InFlight: maxProbes, PerNamespace: maxProbesPerNamespace})
-	member, err := ringFlags.member(mgr, scheme)
-	if err != nil {
-		setupLog.Error(err, "Failed to set up ring membership")
-		os.Exit(1)
-	}
 	if err := (&controller.CircuitBreakerReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/resilience-dev/breaker-operator/internal/ring"
@@ -37,8 +37,8 @@ func (f *memberFlags) bind(fs *flag.FlagSet) {
 		"This member's identity in the ring, under --sharding; defaults to the pod name ($POD_NAME, else the host name).")
 }
 
-// member is this manager's ring membership, added to mgr; nil without --sharding.
-func (f *memberFlags) member(mgr ctrl.Manager, scheme *runtime.Scheme) (*ring.Member, error) {
+// member is this manager's ring membership, to add to the manager; nil without --sharding.
+func (f *memberFlags) member(cfg *rest.Config, scheme *runtime.Scheme) (*ring.Member, error) {
 	if !f.enabled {
 		return nil, nil
 	}
@@ -55,7 +55,7 @@ func (f *memberFlags) member(mgr ctrl.Manager, scheme *runtime.Scheme) (*ring.Me
 			return nil, err
 		}
 	}
-	c, err := client.New(mgr.GetConfig(), client.Options{Scheme: scheme})
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +67,8 @@ func (f *memberFlags) member(mgr ctrl.Manager, scheme *runtime.Scheme) (*ring.Me
 		}
 		ns = string(b)
 	}
-	m := &ring.Member{
+	return &ring.Member{
 		Identity: id, Namespace: ns, Client: c, ReleaseOnCancel: true,
 		RenewInterval: f.renewInterval, LeaseDuration: f.leaseDuration,
-	}
-	return m, mgr.Add(m)
+	}, nil
 }

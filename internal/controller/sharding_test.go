@@ -109,8 +109,17 @@ func owners(g Gomega, ns string, members []string) map[string]string {
 // Three members share 60 breakers: each target is probed once per interval
 // (by its owner alone), status.probedBy spreads over the three; a killed
 // member's breakers are probed again within its Lease's duration plus one
-// interval; a fourth member takes its share within a few renewals.
+// interval; a fourth member takes its share within a few renewals. With the
+// API server's filtering (the suite's server has the feature gate on) each
+// member's cache holds its own breakers only; without it (the informer
+// unsharded, as against a server without the gate) every member holds all and
+// filters on its side.
 func TestRingSharesBreakersAndHandsOverAKilledMembersShare(t *testing.T) {
+	t.Run("ServerSideSelector", func(t *testing.T) { testRing(t, false) })
+	t.Run("ClientSideOnly", func(t *testing.T) { testRing(t, true) })
+}
+
+func testRing(t *testing.T, clientSideOnly bool) {
 	ns := newNamespace(t)
 	tg := newTarget(t)
 	const n = 60
@@ -122,7 +131,7 @@ func TestRingSharesBreakersAndHandsOverAKilledMembersShare(t *testing.T) {
 	}
 	ops := map[string]*operator{}
 	for _, id := range []string{"m-0", "m-1", "m-2"} {
-		ops[id] = startOperatorWith(t, ns, operatorOptions{member: ringMember(ns, id, id != "m-1")})
+		ops[id] = startOperatorWith(t, ns, operatorOptions{member: ringMember(ns, id, id != "m-1"), clientSideOnly: clientSideOnly})
 	}
 	for i := range n {
 		createBreaker(t, ns, fmt.Sprintf("b-%02d", i), spec(i))
@@ -139,6 +148,15 @@ func TestRingSharesBreakersAndHandsOverAKilledMembersShare(t *testing.T) {
 	t.Logf("breakers per member: %v", share)
 	for _, m := range three {
 		g.Expect(share[m]).To(BeNumerically(">=", 5), "member %s owns too few breakers: %v", m, share)
+		// What the member's cache holds: its share with the server's filtering, all without.
+		cached := &circuitv1alpha1.CircuitBreakerList{}
+		g.Expect(ops[m].reconciler.List(context.Background(), cached)).To(Succeed())
+		want := share[m]
+		if clientSideOnly {
+			want = n
+		}
+		g.Expect(cached.Items).To(HaveLen(want), "breakers in %s's cache", m)
+		g.Expect(ops[m].reconciler.Member.ServerFilters()).To(Equal(!clientSideOnly))
 	}
 
 	// One probe per interval per target, not one per member.
@@ -185,12 +203,26 @@ func TestRingSharesBreakersAndHandsOverAKilledMembersShare(t *testing.T) {
 
 	// A fourth member: the ranges move to it within a few renewals.
 	started := time.Now()
-	ops["m-3"] = startOperatorWith(t, ns, operatorOptions{member: ringMember(ns, "m-3", true)})
+	ops["m-3"] = startOperatorWith(t, ns, operatorOptions{member: ringMember(ns, "m-3", true), clientSideOnly: clientSideOnly})
 	after := []string{"m-0", "m-2", "m-3"}
 	g.Eventually(func(g Gomega) {
 		g.Expect(probedBy(g, ns)).To(Equal(owners(g, ns, after)))
 	}).WithTimeout(10 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 	t.Logf("a fourth member: every breaker's probedBy named its new owner %s after it started", time.Since(started))
+	if !clientSideOnly {
+		// The watches moved to the new ranges in place: each cache holds its member's share only.
+		g.Eventually(func(g Gomega) {
+			share := map[string]int{}
+			for _, m := range probedBy(g, ns) {
+				share[m]++
+			}
+			for _, m := range after {
+				cached := &circuitv1alpha1.CircuitBreakerList{}
+				g.Expect(ops[m].reconciler.List(context.Background(), cached)).To(Succeed())
+				g.Expect(cached.Items).To(HaveLen(share[m]), "breakers in %s's cache", m)
+			}
+		}).WithTimeout(5 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	}
 	g.Expect(slices.Sorted(maps.Keys(ops))).To(HaveLen(4))
 
 	// Nothing moved backwards: every breaker is still Closed, and none recorded a transition.
@@ -210,4 +242,3 @@ func countBetween(times []time.Time, from, to time.Time) int {
 	}
 	return n
 }
-

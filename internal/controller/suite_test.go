@@ -153,6 +153,9 @@ type operatorOptions struct {
 	// member, if set, makes the manager a member of a sharded ring (--sharding);
 	// its Client is set here.
 	member *ring.Member
+	// clientSideOnly leaves the member's informer unsharded, as on an API
+	// server without the ShardedListAndWatch feature gate: it filters here only.
+	clientSideOnly bool
 }
 
 func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator {
@@ -165,11 +168,15 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	if opts.metrics != nil {
 		metrics = *opts.metrics
 	}
+	cacheOpts := cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}}
+	if opts.member != nil && !opts.clientSideOnly {
+		cacheOpts.NewInformer = opts.member.NewInformer(&circuitv1alpha1.CircuitBreaker{})
+	}
 	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metrics,
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:                  cacheOpts,
 	})
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)

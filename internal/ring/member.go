@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -52,6 +53,8 @@ type Member struct {
 	members   []string // live members, sorted; nil while this member is not one of them
 	selector  sharding.Selector
 	listeners []func()
+	// serverFilters: the API server applies this member's shard selector.
+	serverFilters atomic.Bool
 }
 
 // Members are the live members as last read, sorted; empty while this member
