@@ -9,6 +9,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -241,4 +242,73 @@ func countBetween(times []time.Time, from, to time.Time) int {
 		}
 	}
 	return n
+}
+
+// A breaker that is Open when its owner is killed goes HalfOpen at its
+// recorded nextRetryTime on the new owner, which continues from the stored
+// status: every transition is recorded once (one Event each), none twice.
+func TestOpenBreakerOfAKilledMemberHalfOpensOnTimeOnTheNewOwner(t *testing.T) {
+	ns := newNamespace(t)
+	tg := newTarget(t)
+	tg.healthy.Store(false)
+	ops := map[string]*operator{}
+	for _, id := range []string{"m-0", "m-1"} {
+		ops[id] = startOperatorWith(t, ns, operatorOptions{member: ringMember(ns, id, id != "m-1")})
+	}
+	const n = 12
+	for i := range n {
+		s := breakerSpec(tg.url(fmt.Sprintf("/b-%02d", i)))
+		s.Threshold, s.Timeout, s.Interval = 1, "5s", "500ms"
+		createBreaker(t, ns, fmt.Sprintf("b-%02d", i), s)
+	}
+	g := NewWithT(t)
+	g.Eventually(func(g Gomega) {
+		list := &circuitv1alpha1.CircuitBreakerList{}
+		g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+		for _, cb := range list.Items {
+			g.Expect(cb.Status.State).To(Equal(circuitv1alpha1.StateOpen), cb.Name)
+		}
+	}).WithTimeout(15 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	tg.healthy.Store(true)
+	retry := map[string]time.Time{}
+	list := &circuitv1alpha1.CircuitBreakerList{}
+	g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+	for _, cb := range list.Items {
+		if cb.Status.ProbedBy == "m-1" {
+			retry[cb.Name] = cb.Status.NextRetryTime.Time
+		}
+	}
+	g.Expect(retry).NotTo(BeEmpty(), "m-1 owns none of the %d breakers", n)
+	ops["m-1"].stop()
+
+	g.Eventually(func(g Gomega) {
+		for name := range retry {
+			cb := getBreaker(g, ns, name)
+			g.Expect(cb.Status.State).To(Equal(circuitv1alpha1.StateClosed), name)
+			g.Expect(cb.Status.ProbedBy).To(Equal("m-0"), name)
+		}
+	}).WithTimeout(15 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	for name, at := range retry {
+		events := breakerEvents(g, ns, name)
+		halfOpened := events[circuitv1alpha1.EventCircuitHalfOpened]
+		g.Expect(halfOpened).To(HaveLen(1), "%s: HalfOpen events", name)
+		g.Expect(events[circuitv1alpha1.EventCircuitOpened]).To(HaveLen(1), "%s: Open events", name)
+		g.Expect(events[circuitv1alpha1.EventCircuitClosed]).To(HaveLen(1), "%s: Closed events", name)
+		late := halfOpened[0].Sub(at)
+		t.Logf("%s went HalfOpen %s after its nextRetryTime, on the new owner", name, late)
+		g.Expect(late).To(BeNumerically("~", 0, time.Second), name)
+	}
+}
+
+// breakerEvents maps the reasons of a breaker's Events to their times.
+func breakerEvents(g Gomega, ns, name string) map[string][]time.Time {
+	list := &corev1.EventList{}
+	g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+	out := map[string][]time.Time{}
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name {
+			out[e.Reason] = append(out[e.Reason], e.EventTime.Time)
+		}
+	}
+	return out
 }

@@ -106,12 +106,14 @@ func (m *Member) Start(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if err := m.renew(ctx); err != nil {
-			log.Error(err, "Failed to renew the member Lease")
+			if ctx.Err() == nil {
+				log.Error(err, "Failed to renew the member Lease")
+			}
 		} else {
 			lastRenew = m.Clock.Now()
 		}
 		live, err := m.live(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			log.Error(err, "Failed to read the member Leases")
 		}
 		switch {
