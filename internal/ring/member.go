@@ -27,8 +27,10 @@ const Name = "breaker-operator"
 // LeasePrefix starts the name of every member's Lease; the identity follows.
 const LeasePrefix = "breaker-operator-member-"
 
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;create;update;delete
-
+// The member Leases live in the manager's namespace, where the leader
+// election Role (config/rbac/leader_election_role.yaml) already grants what
+// they need: no cluster-wide right to Leases, which would let the manager
+// write any controller's leader election.
 // Member is this manager's place in the ring: it holds its Lease, reads the
 // others' and tells which breakers are its own. It runs as a manager Runnable
 // on every replica (it needs no leader election).
