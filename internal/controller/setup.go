@@ -37,7 +37,9 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Runner.Start(ctx, func(k runner.Key) { r.onResult(ctx, q, k) })
 		r.refs.start(ctx, func(n types.NamespacedName) { q.Add(reconcile.Request{NamespacedName: n}) })
 		if r.Member != nil {
-			r.Member.OnChange(func() { r.onRingChange(ctx, q) })
+			// Asynchronously: the member may change while the breakers' informer
+			// lists, before the cache that onRingChange reads has synced.
+			r.Member.OnChange(func() { go r.onRingChange(ctx, q) })
 			go r.onRingChange(ctx, q) // a change before this source started
 		}
 		return nil

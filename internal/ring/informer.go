@@ -108,6 +108,7 @@ func refusesSelector(err error) bool {
 }
 
 func (s *shardedListerWatcher) list(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+	s.member.join(ctx)
 	opts.ShardSelector = s.selector(ctx)
 	list, err := s.inner.ListWithContext(ctx, opts)
 	if err != nil {
@@ -129,6 +130,7 @@ func (s *shardedListerWatcher) list(ctx context.Context, opts metav1.ListOptions
 }
 
 func (s *shardedListerWatcher) watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	s.member.join(ctx) // a watch list (client-go's default) starts with a watch
 	opts.ShardSelector = s.selector(ctx)
 	initial := opts.SendInitialEvents != nil && *opts.SendInitialEvents
 	w, err := s.inner.WatchWithContext(ctx, opts)
@@ -261,6 +263,11 @@ func (rw *rangeWatch) send(ev watch.Event) bool {
 // move lists the new range, sends what changed and watches on from there; false
 // if it could not (the caller ends the watch, and the informer lists again).
 func (rw *rangeWatch) move() bool {
+	if rw.s.member.Selector() == nil {
+		// Not live (stopping, or its Lease expired): the controller owns nothing
+		// meanwhile; keep the range rather than list every breaker.
+		return true
+	}
 	want := rw.s.selector(rw.ctx)
 	if want == rw.selector {
 		return true

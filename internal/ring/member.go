@@ -57,6 +57,9 @@ type Member struct {
 	listeners []func()
 	// serverFilters: the API server applies this member's shard selector.
 	serverFilters atomic.Bool
+	// tickMu serializes the renewals; lastRenew is the last that succeeded.
+	tickMu    sync.Mutex
+	lastRenew time.Time
 }
 
 // Members are the live members as last read, sorted; empty while this member
@@ -99,36 +102,11 @@ func (m *Member) NeedLeaderElection() bool { return false }
 // Start renews the Lease and reads the ring every RenewInterval until ctx ends,
 // then deletes the Lease if ReleaseOnCancel.
 func (m *Member) Start(ctx context.Context) error {
-	if m.Clock == nil {
-		m.Clock = clock.RealClock{}
-	}
 	log := logf.FromContext(ctx).WithName("ring").WithValues("member", m.Identity)
-	var lastRenew time.Time
 	t := time.NewTicker(m.RenewInterval)
 	defer t.Stop()
 	for {
-		if err := m.renew(ctx); err != nil {
-			if ctx.Err() == nil {
-				log.Error(err, "Failed to renew the member Lease")
-			}
-		} else {
-			lastRenew = m.Clock.Now()
-		}
-		live, err := m.live(ctx)
-		if err != nil && ctx.Err() == nil {
-			log.Error(err, "Failed to read the member Leases")
-		}
-		switch {
-		case m.Clock.Since(lastRenew) >= m.LeaseDuration:
-			// Our own Lease has expired for the others: they own our breakers now.
-			m.set(nil)
-		case err == nil:
-			if !slices.Contains(live, m.Identity) {
-				live = append(live, m.Identity) // renewed a moment ago
-				slices.Sort(live)
-			}
-			m.set(live)
-		}
+		m.tick(ctx)
 		select {
 		case <-ctx.Done():
 			m.set(nil)
@@ -138,6 +116,48 @@ func (m *Member) Start(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// join renews the Lease and reads the ring once, unless the member is live
+// already. The breakers' informer calls it before its first list, which the
+// manager makes before it starts the member: a list with the member's range
+// at once, rather than of every breaker.
+func (m *Member) join(ctx context.Context) {
+	if m.Selector() == nil {
+		m.tick(ctx)
+	}
+}
+
+// tick renews the Lease and reads the ring's live members.
+func (m *Member) tick(ctx context.Context) {
+	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
+	if m.Clock == nil {
+		m.Clock = clock.RealClock{}
+	}
+	log := logf.FromContext(ctx).WithName("ring").WithValues("member", m.Identity)
+	if err := m.renew(ctx); err != nil {
+		if ctx.Err() == nil {
+			log.Error(err, "Failed to renew the member Lease")
+		}
+	} else {
+		m.lastRenew = m.Clock.Now()
+	}
+	live, err := m.live(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Error(err, "Failed to read the member Leases")
+	}
+	switch {
+	case m.Clock.Since(m.lastRenew) >= m.LeaseDuration:
+		// Our own Lease has expired for the others: they own our breakers now.
+		m.set(nil)
+	case err == nil:
+		if !slices.Contains(live, m.Identity) {
+			live = append(live, m.Identity) // renewed a moment ago
+			slices.Sort(live)
+		}
+		m.set(live)
 	}
 }
 
