@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -54,6 +57,9 @@ func (f *memberFlags) member(cfg *rest.Config, scheme *runtime.Scheme) (*ring.Me
 		if id, err = os.Hostname(); err != nil {
 			return nil, err
 		}
+	}
+	if errs := validation.IsDNS1123Subdomain(ring.LeasePrefix + id); len(errs) > 0 {
+		return nil, fmt.Errorf("member identity %q does not make a valid Lease name: %s", id, strings.Join(errs, "; "))
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {

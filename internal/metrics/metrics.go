@@ -355,7 +355,7 @@ func each(f func(breakerKey, *breakerSeries)) {
 			wouldOpen: s.wouldOpen, probes: s.probes, failures: append(c.failures[:0], s.failures...),
 			otherTransitions: clone(s.otherTransitions), otherFailures: clone(s.otherFailures),
 			observed: s.observed, durations: s.durations, durationSum: s.durationSum,
-			routing: s.routing, ejected: s.ejected,
+			routing: s.routing, ejected: s.ejected, lastProbe: s.lastProbe, interval: s.interval,
 		}
 		s.mu.Unlock()
 		f(keys[i], &c)
