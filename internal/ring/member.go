@@ -137,12 +137,15 @@ func (m *Member) tick(ctx context.Context) {
 		m.Clock = clock.RealClock{}
 	}
 	log := logf.FromContext(ctx).WithName("ring").WithValues("member", m.Identity)
-	if err := m.renew(ctx); err != nil {
+	// The renewal counts from before the request, as the others count it from
+	// the renewTime written: this member stops owning no later than they take over.
+	start := m.Clock.Now()
+	if err := m.renew(ctx, start); err != nil {
 		if ctx.Err() == nil {
 			log.Error(err, "Failed to renew the member Lease")
 		}
 	} else {
-		m.lastRenew = m.Clock.Now()
+		m.lastRenew = start
 	}
 	live, err := m.live(ctx)
 	if err != nil && ctx.Err() == nil {
@@ -183,9 +186,9 @@ func (m *Member) set(live []string) {
 
 func (m *Member) leaseName() string { return LeasePrefix + m.Identity }
 
-// renew creates this member's Lease or moves its renewTime to now.
-func (m *Member) renew(ctx context.Context) error {
-	now := metav1.NewMicroTime(m.Clock.Now())
+// renew creates this member's Lease or moves its renewTime to at.
+func (m *Member) renew(ctx context.Context, at time.Time) error {
+	now := metav1.NewMicroTime(at)
 	lease := &coordinationv1.Lease{}
 	err := m.Client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.leaseName()}, lease)
 	if apierrors.IsNotFound(err) {
