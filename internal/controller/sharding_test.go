@@ -206,10 +206,13 @@ func testRing(t *testing.T, clientSideOnly bool) {
 	started := time.Now()
 	ops["m-3"] = startOperatorWith(t, ns, operatorOptions{member: ringMember(ns, "m-3", true), clientSideOnly: clientSideOnly})
 	after := []string{"m-0", "m-2", "m-3"}
+	g.Eventually(ops["m-3"].reconciler.Member.Members).WithTimeout(10 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(after))
+	joined := time.Now()
 	g.Eventually(func(g Gomega) {
 		g.Expect(probedBy(g, ns)).To(Equal(owners(g, ns, after)))
 	}).WithTimeout(10 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
-	t.Logf("a fourth member: every breaker's probedBy named its new owner %s after it started", time.Since(started))
+	t.Logf("a fourth member: every breaker's probedBy named its new owner %s after it started, %s after it joined the ring",
+		time.Since(started), time.Since(joined))
 	if !clientSideOnly {
 		// The watches moved to the new ranges in place: each cache holds its member's share only.
 		g.Eventually(func(g Gomega) {
