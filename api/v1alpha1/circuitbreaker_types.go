@@ -698,6 +698,15 @@ type CircuitBreakerStatus struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	LastHandledTrip string `json:"lastHandledTrip,omitempty"`
+
+	// probedBy is the identity of the manager (the member of a sharded ring,
+	// --sharding) that owns the breaker: it probes it and last wrote this
+	// status. Written only when the owner changes, so a healthy breaker's
+	// status is not written again. Unset when the manager runs without sharding.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ProbedBy string `json:"probedBy,omitempty"`
 }
 
 // CircuitBreaker probes a target and opens its circuit when the target fails
@@ -712,6 +721,7 @@ type CircuitBreakerStatus struct {
 // +kubebuilder:printcolumn:name="Next Retry",type=string,JSONPath=`.status.nextRetryTime`
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.lastTransition.reason`,priority=1
+// +kubebuilder:printcolumn:name="Probed By",type=string,JSONPath=`.status.probedBy`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type CircuitBreaker struct {
 	metav1.TypeMeta `json:",inline"`

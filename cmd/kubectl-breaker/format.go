@@ -54,6 +54,9 @@ func writeStatus(out io.Writer, cb *circuitv1alpha1.CircuitBreaker, events []cor
 		o.printf("Last transition:\t%s -> %s (%s) %s ago\n", lt.From, lt.To, lt.Reason, age(lt.Time.Time, now))
 	}
 	o.printf("Target:\t%s\n", orDash(st.Target))
+	if st.ProbedBy != "" {
+		o.printf("Probed by:\t%s\n", st.ProbedBy)
+	}
 	o.printf("Consecutive failures:\t%d (threshold %d)\n", st.ConsecutiveFailures, cb.Spec.Threshold)
 	o.printf("Consecutive successes:\t%d (successThreshold %d)\n", st.ConsecutiveSuccesses, cb.Spec.SuccessThreshold)
 	if st.NextRetryTime != nil {

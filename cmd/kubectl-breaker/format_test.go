@@ -56,7 +56,7 @@ func TestStatusShowsCountersTheLastTransitionTheRetryTheEndpointTableOfAServiceT
 			LastTransitionTime: micro(now.Add(-2 * time.Minute)), NextRetryTime: micro(now.Add(time.Minute)),
 			LastTransition: &circuitv1alpha1.LastTransition{From: circuitv1alpha1.StateClosed, To: circuitv1alpha1.StateOpen,
 				Reason: circuitv1alpha1.ReasonThresholdReached, Time: *micro(now.Add(-2 * time.Minute))},
-			EndpointsTotal: 2, EndpointsFailing: 1,
+			EndpointsTotal: 2, EndpointsFailing: 1, ProbedBy: "breaker-operator-7d9f-x2k4p",
 			Endpoints: []circuitv1alpha1.EndpointStatus{
 				{Address: "10.0.0.1", Port: 8080, TargetRef: &circuitv1alpha1.EndpointRef{Kind: "Pod", Name: "user-api-a"}, LastResult: circuitv1alpha1.ProbeSuccess, Reason: "ok"},
 				{Address: "10.0.0.2", Port: 8080, LastResult: circuitv1alpha1.ProbeFailure, Reason: "timeout", ConsecutiveFailures: 3},
@@ -72,6 +72,7 @@ func TestStatusShowsCountersTheLastTransitionTheRetryTheEndpointTableOfAServiceT
 	s := out.String()
 	g.Expect(s).To(MatchRegexp(`State:\s+Open \(for 2m\)`))
 	g.Expect(s).To(MatchRegexp(`Last transition:\s+Closed -> Open \(ThresholdReached\) 2m ago`))
+	g.Expect(s).To(MatchRegexp(`Probed by:\s+breaker-operator-7d9f-x2k4p\n`))
 	g.Expect(s).To(MatchRegexp(`Next retry:\s+1m0s \(2026-12-02T07:01:00Z\)`))
 	g.Expect(s).To(MatchRegexp(`Available:\s+False \(CircuitOpen\) Open until 07:01`))
 	g.Expect(s).To(MatchRegexp(`Endpoints:\s+2 probed, 1 failing`))

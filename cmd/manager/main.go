@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	toolscache "k8s.io/client-go/tools/cache"
+
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -94,6 +96,8 @@ func main() {
 	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 16, "How many breakers may be reconciled at once. "+
 		"A reconcile that writes mostly waits for the API server, which takes most writes a second with about 16 in flight.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
+	var ringFlags memberFlags
+	ringFlags.bind(flag.CommandLine)
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -103,6 +107,11 @@ func main() {
 		return
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	if ringFlags.enabled && enableLeaderElection {
+		setupLog.Error(nil, "--sharding and --leader-elect are mutually exclusive: with --sharding every replica "+
+			"is active and owns a share of the breakers; leave out --leader-elect")
+		os.Exit(1)
+	}
 
 	guard, err := probe.NewGuard(denyCIDRs, allowCIDRs, allowLoopback)
 	if err != nil {
@@ -125,14 +134,31 @@ func main() {
 		metricsServerOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	cfg := ctrl.GetConfigOrDie()
+	restConfig := ctrl.GetConfigOrDie()
+	member, err := ringFlags.member(restConfig, scheme)
+	if err != nil {
+		setupLog.Error(err, "Failed to set up ring membership")
+		os.Exit(1)
+	}
 	// Informers wait out an API server outage instead of backing off for up to a minute.
-	gate, err := apiready.New(cfg)
+	gate, err := apiready.New(restConfig)
 	if err != nil {
 		setupLog.Error(err, "Failed to create the API server readiness gate")
 		os.Exit(1)
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	// Managed fields are never read here; dropping them keeps the cache small.
+	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields(), NewInformer: gate.NewInformer}
+	if member != nil {
+		// The breakers' informer lists and watches this member's range only,
+		// where the API server applies shard selectors (KEP-5866), through the
+		// readiness gate like every other informer.
+		sharded := member.NewInformer(&circuitv1alpha1.CircuitBreaker{})
+		cacheOpts.NewInformer = func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration,
+			indexers toolscache.Indexers) toolscache.SharedIndexInformer {
+			return sharded(gate.ListerWatcher(lw), obj, resync, indexers)
+		}
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsServerOptions,
 		HealthProbeBindAddress:  probeAddr,
@@ -142,12 +168,17 @@ func main() {
 		LeaderElectionNamespace: leaseNamespace(leaderElectionNamespace),
 		// Release the lease on a clean shutdown so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-		// Managed fields are never read here; dropping them keeps the cache small.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), NewInformer: gate.NewInformer},
+		Cache:                         cacheOpts,
 	})
 	if err != nil {
 		setupLog.Error(err, "Failed to create manager")
 		os.Exit(1)
+	}
+	if member != nil {
+		if err := mgr.Add(member); err != nil {
+			setupLog.Error(err, "Failed to set up ring membership")
+			os.Exit(1)
+		}
 	}
 
 	prober := probe.New(probe.Options{Guard: guard, UserAgent: version.UserAgent(), FreshConnections: !*probeKeepAlive})
@@ -159,6 +190,7 @@ func main() {
 		Runner:                  probes,
 		NewInformer:             gate.NewInformer,
 		MaxConcurrentReconciles: maxReconciles,
+		Member:                  member,
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "Failed to create controller", "controller", "CircuitBreaker")
 		os.Exit(1)

@@ -25,6 +25,7 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/decision"
 	"github.com/resilience-dev/breaker-operator/internal/metrics"
 	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
+	"github.com/resilience-dev/breaker-operator/internal/ring"
 )
 
 // CircuitBreakerReconciler reconciles a CircuitBreaker object.
@@ -46,6 +47,12 @@ type CircuitBreakerReconciler struct {
 	// consistency serializes the decisions on one breaker and remembers this
 	// manager's last writes, to tell a cache that is behind them.
 	consistency consistency
+	// Member is this manager's place in a sharded ring (--sharding): it
+	// reconciles, probes and writes only the breakers the member owns. Nil
+	// without sharding: it owns every breaker.
+	Member *ring.Member
+	// owned counts the breakers this member reconciled as its own.
+	owned ownedSet
 	// SkipNameValidation lets several managers in one process (tests) register
 	// the same controller name.
 	SkipNameValidation bool
@@ -73,6 +80,12 @@ func (r *CircuitBreakerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err != nil || cb == nil {
 		return ctrl.Result{}, err
 	}
+	if !r.owns(cb) {
+		// Another member's (or, before the ring is read, nobody's yet).
+		r.forget(key)
+		return ctrl.Result{}, nil
+	}
+	r.owned.set(r.memberID(), key, true)
 	now := r.now()
 	d, err := r.decideAndWrite(ctx, cb, key, now)
 	if apierrors.IsConflict(err) && r.APIReader != nil {
@@ -136,8 +149,11 @@ func remaining(wait, elapsed time.Duration) time.Duration {
 }
 
 // forget drops everything this manager holds for a breaker that is gone.
+// It also serves a breaker that another member of the ring now owns: the
+// runner forgets it first, so that its probes stop before anything else.
 func (r *CircuitBreakerReconciler) forget(key runner.Key) {
 	r.Runner.Forget(key)
+	r.owned.set(r.memberID(), key, false)
 	name := types.NamespacedName{Namespace: key.Namespace, Name: key.Name}
 	r.consistency.writes.forget(breakerKind, name)
 	r.refs.use(name, nil)

@@ -42,6 +42,7 @@ func (r *CircuitBreakerReconciler) report(ctx context.Context, cb *circuitv1alph
 	}
 	metrics.SetState(cb.Namespace, cb.Name, string(cb.Status.State), cb.Status.ConsecutiveFailures)
 	metrics.SetThreshold(cb.Namespace, cb.Name, thresholdOf(cb.Spec))
+	metrics.SetInterval(cb.Namespace, cb.Name, d.Settings.Interval)
 	r.emitEnforcementEvents(cb, d.Effects.Enforce)
 	if e := cb.Status.Enforcement; e != nil {
 		metrics.SetEnforcement(cb.Namespace, cb.Name, string(e.Routing), e.EndpointsEjected)
@@ -104,6 +105,9 @@ func (r *CircuitBreakerReconciler) emitTransition(cb *circuitv1alpha1.CircuitBre
 func observeProbes(cb *circuitv1alpha1.CircuitBreaker, probed []probe.Result) {
 	for _, p := range probed {
 		metrics.ObserveProbe(cb.Namespace, cb.Name, p.Success, string(p.Reason), p.Latency)
+	}
+	if n := len(probed); n > 0 {
+		metrics.ObserveProbeStart(cb.Namespace, cb.Name, probed[n-1].Start)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 // referenced Secrets and ConfigMaps, and keeps the reference watches in step
 // with the spec. An error is a failed read, retried by the caller.
 func (r *CircuitBreakerReconciler) resolve(ctx context.Context, cb *circuitv1alpha1.CircuitBreaker) (decision.Resolution, error) {
-	var res decision.Resolution
+	res := decision.Resolution{Member: r.memberID()}
 	cfg, err := decision.ParseSpec(cb.Spec)
 	if err != nil {
 		res.Blocked = &decision.Problem{Reason: circuitv1alpha1.ReasonInvalidSpec, Message: err.Error()}

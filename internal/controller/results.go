@@ -53,6 +53,10 @@ func (r *CircuitBreakerReconciler) settleQuietly(ctx context.Context, key runner
 	if err := r.Get(ctx, name, cb); err != nil {
 		return decision.Decision{}, false
 	}
+	if !r.owns(cb) {
+		r.forget(key) // another member's now: nothing to record here
+		return decision.Decision{}, true
+	}
 	d := r.decideOnSpec(cb, key)
 	if !decision.SpecResolves(cb) || !r.consistency.writes.cacheShows(breakerKind, name, cb.ResourceVersion) || !d.Quiet(cb.Status) {
 		return d, false
@@ -75,5 +79,6 @@ func (r *CircuitBreakerReconciler) decideOnCache(ctx context.Context, key runner
 // the runner holds for it.
 func (r *CircuitBreakerReconciler) decideOnSpec(cb *circuitv1alpha1.CircuitBreaker, key runner.Key) decision.Decision {
 	res := decision.FromSpec(cb)
+	res.Member = r.memberID()
 	return decision.Decide(cb, res, r.runnerView(key, res), r.now())
 }

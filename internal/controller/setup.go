@@ -36,6 +36,12 @@ func (r *CircuitBreakerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	results := source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		r.Runner.Start(ctx, func(k runner.Key) { r.onResult(ctx, q, k) })
 		r.refs.start(ctx, func(n types.NamespacedName) { q.Add(reconcile.Request{NamespacedName: n}) })
+		if r.Member != nil {
+			// Asynchronously: the member may change while the breakers' informer
+			// lists, before the cache that onRingChange reads has synced.
+			r.Member.OnChange(func() { go r.onRingChange(ctx, q) })
+			go r.onRingChange(ctx, q) // a change before this source started
+		}
 		return nil
 	})
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &circuitv1alpha1.CircuitBreaker{},

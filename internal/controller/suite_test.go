@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -34,6 +35,7 @@ import (
 	"github.com/resilience-dev/breaker-operator/internal/apiready"
 	"github.com/resilience-dev/breaker-operator/internal/probe"
 	"github.com/resilience-dev/breaker-operator/internal/probe/runner"
+	"github.com/resilience-dev/breaker-operator/internal/ring"
 	"github.com/resilience-dev/breaker-operator/internal/testnet"
 )
 
@@ -67,6 +69,8 @@ func TestMain(m *testing.M) {
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assetsDir(),
 	}
+	// KEP-5866 sharded list and watch (alpha in v1.37), for the sharding tests.
+	testEnv.ControlPlane.GetAPIServer().Configure().Append("feature-gates", "ShardedListAndWatch=true")
 	var err error
 	if cfg, err = testEnv.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
@@ -152,6 +156,12 @@ type operatorOptions struct {
 	alsoWatch []string
 	// wrapRecorder, if set, wraps the manager's event recorder.
 	wrapRecorder func(events.EventRecorder) events.EventRecorder
+	// member, if set, makes the manager a member of a sharded ring (--sharding);
+	// its Client is set here.
+	member *ring.Member
+	// clientSideOnly leaves the member's informer unsharded, as on an API
+	// server without the ShardedListAndWatch feature gate: it filters here only.
+	clientSideOnly bool
 }
 
 func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator {
@@ -169,11 +179,19 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 	if err != nil {
 		t.Fatal(err)
 	}
+	cacheOpts := cache.Options{DefaultNamespaces: watched(ns, opts.alsoWatch), NewInformer: gate.NewInformer}
+	if opts.member != nil && !opts.clientSideOnly {
+		sharded := opts.member.NewInformer(&circuitv1alpha1.CircuitBreaker{})
+		cacheOpts.NewInformer = func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration,
+			indexers toolscache.Indexers) toolscache.SharedIndexInformer {
+			return sharded(gate.ListerWatcher(lw), obj, resync, indexers)
+		}
+	}
 	mgr, err := ctrl.NewManager(managerCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metrics,
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: watched(ns, opts.alsoWatch), NewInformer: gate.NewInformer},
+		Cache:                  cacheOpts,
 	})
 	if err != nil {
 		t.Fatalf("creating manager: %v", err)
@@ -204,6 +222,15 @@ func startOperatorWith(t *testing.T, ns string, opts operatorOptions) *operator 
 		NewInformer:             gate.NewInformer,
 		MaxConcurrentReconciles: workers,
 		SkipNameValidation:      true,
+	}
+	if m := opts.member; m != nil {
+		if m.Client, err = client.New(managerCfg, client.Options{Scheme: scheme}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mgr.Add(m); err != nil {
+			t.Fatal(err)
+		}
+		r.Member = m
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatalf("setting up controller: %v", err)

@@ -118,6 +118,9 @@ func Decide(cb *circuitv1alpha1.CircuitBreaker, res Resolution, run Runner, now 
 	next := cb.DeepCopy()
 	next.Status.ObservedGeneration = cb.Generation
 	next.Status.Target = targetSummary(cb.Spec.Target)
+	if res.Member != "" {
+		next.Status.ProbedBy = res.Member
+	}
 	d := Decision{Settings: res.Settings}
 	if res.Blocked != nil {
 		notProbing(next, now, res.Blocked.Reason, res.Blocked.Message)

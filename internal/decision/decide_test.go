@@ -402,3 +402,30 @@ func decide(cb *circuitv1alpha1.CircuitBreaker, res Resolution, pending []probe.
 func decideUnknown(cb *circuitv1alpha1.CircuitBreaker, res Resolution, pending []probe.Result, lastStart, now time.Time) Decision {
 	return Decide(cb, res, Runner{Pending: pending, LastStart: lastStart}, now)
 }
+
+// Under sharding the owner's identity is recorded as status.probedBy: a new
+// owner's decision writes once (the name changes), its own steady decisions
+// are quiet; without sharding probedBy is left as stored.
+func TestDecideRecordsTheOwningMemberAsProbedByOnlyWhenItChanges(t *testing.T) {
+	g := NewWithT(t)
+	start := decideNow.Add(-50 * time.Millisecond)
+	cb := decideBreaker(closedWith(0, nil))
+	settled := decide(cb, resolvedFor(t, cb), okProbe(start), start, decideNow)
+	cb.Status = settled.Status
+	cb.Status.ProbedBy = "m-0"
+
+	res := resolvedFor(t, cb)
+	res.Member = "m-1"
+	moved := decide(cb, res, okProbe(start), start, decideNow)
+	g.Expect(moved.Status.ProbedBy).To(Equal("m-1"))
+	g.Expect(moved.Writes(cb.Status)).To(BeTrue(), "a new owner writes its name")
+	g.Expect(moved.Quiet(cb.Status)).To(BeFalse(), "a new owner's result is not settled without a write")
+
+	res.Member = "m-0"
+	same := decide(cb, res, okProbe(start), start, decideNow)
+	g.Expect(same.Writes(cb.Status)).To(BeFalse(), "the same owner writes nothing for a healthy probe")
+	g.Expect(same.Quiet(cb.Status)).To(BeTrue())
+
+	unsharded := decide(cb, resolvedFor(t, cb), okProbe(start), start, decideNow)
+	g.Expect(unsharded.Status.ProbedBy).To(Equal("m-0"), "without sharding probedBy is left as stored")
+}

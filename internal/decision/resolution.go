@@ -18,6 +18,9 @@ type Resolution struct {
 	Service ServiceEndpoints
 	// Enforce is what spec.enforce needs read; empty without it.
 	Enforce EnforceInput
+	// Member is the identity of this manager in a sharded ring, recorded as
+	// status.probedBy; empty without sharding (probedBy is left as it is).
+	Member string
 }
 
 // FromSpec resolves a breaker from its spec alone, with no reads: enough for

@@ -128,6 +128,24 @@ var (
 			}
 		})
 
+	// LastProbe is when the breaker's last recorded probe started.
+	LastProbe = newFamily("circuitbreaker_last_probe_timestamp_seconds",
+		"Start of the circuit breaker's last recorded probe, in Unix seconds; exported by the member that owns the breaker.",
+		prometheus.GaugeValue, nil, func(s *breakerSeries, emit emitFunc) {
+			if s.lastProbe > 0 {
+				emit(s.lastProbe)
+			}
+		})
+
+	// ProbeInterval mirrors spec.interval.
+	ProbeInterval = newFamily("circuitbreaker_probe_interval_seconds",
+		"The circuit breaker's spec.interval, in seconds: the time between two probes while it is Closed.",
+		prometheus.GaugeValue, nil, func(s *breakerSeries, emit emitFunc) {
+			if s.interval > 0 {
+				emit(s.interval)
+			}
+		})
+
 	// ConsecutiveFailures mirrors status.consecutiveFailures.
 	ConsecutiveFailures = newFamily("circuitbreaker_consecutive_failures", "Consecutive failed probes of the circuit breaker.",
 		prometheus.GaugeValue, nil, func(s *breakerSeries, emit emitFunc) {
@@ -142,7 +160,8 @@ func init() {
 	if len(s.transitions) != len(TransitionPairs) || len(s.durations) != len(durationBuckets)+1 {
 		panic("metrics: series arrays do not match TransitionPairs and durationBuckets")
 	}
-	ctrlmetrics.Registry.MustRegister(State, Transitions, WouldOpen, Probes, ProbeFailures, ProbeDuration, ConsecutiveFailures, Threshold)
+	ctrlmetrics.Registry.MustRegister(State, Transitions, WouldOpen, Probes, ProbeFailures, ProbeDuration, ConsecutiveFailures,
+		Threshold, LastProbe, ProbeInterval)
 }
 
 func oneHot(on bool) float64 {
@@ -181,6 +200,10 @@ type breakerSeries struct {
 	observed    bool
 	durations   [15]uint64
 	durationSum float64
+	// lastProbe is the start of the last recorded probe, in Unix seconds (0: none yet).
+	lastProbe float64
+	// interval is spec.interval in seconds (0: not set yet).
+	interval float64
 	// routing indexes Routings; -1 without spec.enforce (no enforcement series).
 	routing int8
 	ejected int32
@@ -250,6 +273,16 @@ func ObserveTransition(namespace, name, from, to string) {
 // ObserveWouldOpen counts an opening that mode ForcedClosed prevented.
 func ObserveWouldOpen(namespace, name string) {
 	update(namespace, name, func(s *breakerSeries) { s.wouldOpen++ })
+}
+
+// SetInterval records a breaker's probe interval.
+func SetInterval(namespace, name string, interval time.Duration) {
+	update(namespace, name, func(s *breakerSeries) { s.interval = interval.Seconds() })
+}
+
+// ObserveProbeStart records when a breaker's recorded probe started.
+func ObserveProbeStart(namespace, name string, start time.Time) {
+	update(namespace, name, func(s *breakerSeries) { s.lastProbe = max(s.lastProbe, float64(start.UnixNano())/1e9) })
 }
 
 // ObserveProbe records one probe's outcome and duration.
@@ -340,7 +373,7 @@ func each(f func(breakerKey, *breakerSeries)) {
 			wouldOpen: s.wouldOpen, probes: s.probes, failures: append(c.failures[:0], s.failures...),
 			otherTransitions: clone(s.otherTransitions), otherFailures: clone(s.otherFailures),
 			observed: s.observed, durations: s.durations, durationSum: s.durationSum,
-			routing: s.routing, ejected: s.ejected,
+			routing: s.routing, ejected: s.ejected, lastProbe: s.lastProbe, interval: s.interval,
 		}
 		s.mu.Unlock()
 		f(keys[i], &c)

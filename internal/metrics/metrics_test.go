@@ -364,3 +364,14 @@ func TestTransitionPairsCoverEveryTransitionOfTheStateMachine(t *testing.T) {
 	}
 	g.Expect(TransitionPairs).To(ConsistOf(slices.Collect(maps.Keys(seen))))
 }
+
+func TestLastProbeKeepsTheLatestStartAndIntervalFollowsTheSpec(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(series(t, LastProbe, "last-probe", "cb")).To(BeEmpty(), "no series before the first probe")
+	ObserveProbeStart("last-probe", "cb", time.Unix(100, 500_000_000))
+	ObserveProbeStart("last-probe", "cb", time.Unix(90, 0)) // recorded late: older than the last
+	g.Expect(series(t, LastProbe, "last-probe", "cb")).To(Equal(map[string]float64{"": 100.5}))
+	SetInterval("last-probe", "cb", 10*time.Second)
+	SetInterval("last-probe", "cb", 1500*time.Millisecond)
+	g.Expect(series(t, ProbeInterval, "last-probe", "cb")).To(Equal(map[string]float64{"": 1.5}))
+}

@@ -108,6 +108,7 @@ type breaker struct {
 		OpenedAt            *time.Time `json:"openedAt"`
 		NextRetryTime       *time.Time `json:"nextRetryTime"`
 		LastHandledReset    string     `json:"lastHandledReset"`
+		ProbedBy            string     `json:"probedBy"`
 	} `json:"status"`
 }
 

@@ -240,6 +240,12 @@ func exportedSeries(t *testing.T) []map[string]string {
 	metrics.ObserveTransition("dashboard-test", "cb", "Closed", "Open")
 	metrics.ObserveProbe("dashboard-test", "cb", false, "timeout", time.Second)
 	metrics.SetEnforcement("dashboard-test", "cb", "Fallback", 1)
+	metrics.ObserveProbeStart("dashboard-test", "cb", time.Unix(1, 0))
+	metrics.SetInterval("dashboard-test", "cb", 10*time.Second)
+	metrics.RingMembers.WithLabelValues("dashboard-test-member").Set(3)
+	metrics.OwnedBreakers.WithLabelValues("dashboard-test-member").Set(1)
+	defer metrics.RingMembers.Reset()
+	defer metrics.OwnedBreakers.Reset()
 	defer metrics.Forget("dashboard-test", "cb")
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {

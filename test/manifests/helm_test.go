@@ -176,6 +176,9 @@ func TestHelmChartPassesEveryManagerFlag(t *testing.T) {
 	off := managerArgs(t, decodeAll(t, []byte(helmTemplate(t, "ns", []string{"metrics.enable=false", "controllerManager.leaderElection.enable=false"}))))
 	g.Expect(off).To(ContainElement("--metrics-bind-address=0"))
 	g.Expect(off).NotTo(ContainElement("--leader-elect"))
+	sharded := managerArgs(t, decodeAll(t, []byte(helmTemplate(t, "ns", []string{"sharding.enabled=true", "controllerManager.replicas=3"}))))
+	g.Expect(sharded).To(ContainElements("--sharding", "--member-renew-interval=2s", "--member-lease-duration=10s"))
+	g.Expect(sharded).NotTo(ContainElement("--leader-elect"), "--sharding and --leader-elect are mutually exclusive")
 
 	manager := filepath.Join(root(), "bin", "manager")
 	if _, err := os.Stat(manager); err != nil {

@@ -99,5 +99,5 @@ func TestEveryAlertHasASummaryAndDescription(t *testing.T) {
 			n++
 		}
 	}
-	g.Expect(n).To(Equal(5))
+	g.Expect(n).To(Equal(6))
 }
